@@ -1,0 +1,166 @@
+use jiff::SignedDuration;
+use proto::v1::Channel;
+
+use super::*;
+
+fn contact(n: u32) -> Contact {
+    Contact {
+        site_id: "site-1001".into(),
+        provider_id: "prov-a1".into(),
+        campaign_id: "pcpe-2026q4".into(),
+        phone: format!("+1613555{n:04}"),
+        email: format!("patient{n:04}@example.org"),
+        language: "fr".into(),
+        time_zone: "America/Toronto".into(),
+        send_after: None,
+        channel: Channel::Email as i32,
+    }
+}
+
+fn store(max_entries: usize) -> (Store, Clock) {
+    let clock = Clock::manual("2026-11-24T15:00:00Z".parse().unwrap());
+    let limits = Limits { retention_days: 30, max_entries, max_bytes: 1 << 30 };
+    (Store::new(limits, clock.clone()), clock)
+}
+
+#[test]
+fn put_get_delete_round_trip() {
+    let (store, _) = store(10);
+    let stored = store.put(contact(1)).unwrap();
+    assert_eq!(stored.expires_at, "2026-12-24T00:00:00Z".parse().unwrap());
+    let back = store.get(&stored.guid).unwrap();
+    assert_eq!(back.phone, "+16135550001");
+    assert_eq!(back.email, "patient0001@example.org");
+    assert_eq!(back.language, "fr");
+    assert_eq!(store.stats().entries, 1);
+    store.delete(&stored.guid).unwrap();
+    assert!(matches!(store.get(&stored.guid), Err(StoreError::NotFound)));
+    assert!(matches!(store.delete(&stored.guid), Err(StoreError::NotFound)));
+    assert_eq!(store.stats().entries, 0);
+    assert_eq!(store.stats().bytes, 0);
+}
+
+#[test]
+fn sealed_bytes_hold_no_plaintext() {
+    let (store, _) = store(10);
+    let guid = store.put(contact(7)).unwrap().guid;
+    let entry = store.entries.get(&guid).unwrap();
+    for needle in [&b"6135550007"[..], b"patient0007", b"America/Toronto"] {
+        assert!(!entry.sealed.windows(needle.len()).any(|w| w == needle));
+    }
+}
+
+#[test]
+fn entries_are_bound_to_their_guid() {
+    let (store, _) = store(10);
+    let a = store.put(contact(1)).unwrap().guid;
+    let b = store.put(contact(2)).unwrap().guid;
+    // Swap the sealed bytes: neither opens under the other's GUID.
+    let sealed_a = store.entries.get(&a).unwrap().sealed.clone();
+    let sealed_b = store.entries.get(&b).unwrap().sealed.clone();
+    store.entries.get_mut(&a).unwrap().sealed = sealed_b;
+    store.entries.get_mut(&b).unwrap().sealed = sealed_a;
+    assert!(matches!(store.get(&a), Err(StoreError::Crypto(CryptoError::Open))));
+    assert!(matches!(store.get(&b), Err(StoreError::Crypto(CryptoError::Open))));
+}
+
+#[test]
+fn expired_entries_are_unreadable_before_any_sweep() {
+    let (store, clock) = store(10);
+    let guid = store.put(contact(1)).unwrap().guid;
+    // Stored at 15:00 on day D: readable until day D+30 begins, not a second longer.
+    clock.advance(SignedDuration::from_hours(24 * 29 + 8));
+    assert!(store.get(&guid).is_ok());
+    clock.advance(SignedDuration::from_hours(1));
+    assert!(matches!(store.get(&guid), Err(StoreError::NotFound)));
+    assert!(matches!(store.delete(&guid), Err(StoreError::NotFound)));
+    assert!(matches!(store.opt_out(&guid), Err(StoreError::NotFound)));
+    assert_eq!(store.stats().entries, 1, "the sweep, not the read, erases");
+}
+
+#[test]
+fn sweep_erases_expired_entries_and_shreds_their_day_key() {
+    let (store, clock) = store(100);
+    let old: Vec<_> = (0..20).map(|n| store.put(contact(n)).unwrap().guid).collect();
+    let sealed_old = store.entries.get(&old[0]).unwrap().sealed.clone();
+    let old_day = store.entries.get(&old[0]).unwrap().day;
+    clock.advance(SignedDuration::from_hours(24 * 10));
+    let young: Vec<_> = (20..25).map(|n| store.put(contact(n)).unwrap().guid).collect();
+    assert_eq!(store.stats().day_keys, 2);
+
+    // Nothing is old enough yet.
+    let report = store.sweep();
+    assert_eq!(report.removed, 0);
+    assert!(report.keys_destroyed.is_empty());
+
+    clock.advance(SignedDuration::from_hours(24 * 21));
+    let report = store.sweep();
+    assert_eq!(report.removed, 20);
+    assert_eq!(report.keys_destroyed, vec![old_day]);
+    assert_eq!(store.stats().entries, 5);
+    assert_eq!(store.stats().day_keys, 1);
+    assert!(young.iter().all(|g| store.get(g).is_ok()));
+    assert!(store.keys.get(old_day).is_none());
+    // Whatever key that day might get again, its old bytes stay sealed.
+    let again = store.keys.get_or_create(old_day).unwrap();
+    assert!(again.open(&sealed_old, &aad(&old[0], "site-1001")).is_err());
+}
+
+#[test]
+fn full_store_refuses_and_keeps_what_it_has() {
+    let (store, _) = store(3);
+    let kept: Vec<_> = (0..3).map(|n| store.put(contact(n)).unwrap().guid).collect();
+    assert!(matches!(store.put(contact(9)), Err(StoreError::Full { limit: "max_entries" })));
+    for (n, guid) in kept.iter().enumerate() {
+        assert_eq!(store.get(guid).unwrap().phone, format!("+1613555{n:04}"));
+    }
+    store.delete(&kept[0]).unwrap();
+    assert!(store.put(contact(9)).is_ok());
+}
+
+#[test]
+fn byte_bound_is_enforced() {
+    let clock = Clock::manual("2026-11-24T15:00:00Z".parse().unwrap());
+    let one = {
+        let s = Store::new(Limits { retention_days: 30, max_entries: 10, max_bytes: usize::MAX }, clock.clone());
+        s.put(contact(1)).unwrap();
+        s.stats().bytes
+    };
+    let store = Store::new(Limits { retention_days: 30, max_entries: 10, max_bytes: one * 2 }, clock);
+    store.put(contact(1)).unwrap();
+    store.put(contact(2)).unwrap();
+    assert!(matches!(store.put(contact(3)), Err(StoreError::Full { limit: "max_bytes" })));
+    assert_eq!(store.stats().entries, 2);
+}
+
+#[test]
+fn opt_out_hides_the_contact() {
+    let (store, _) = store(10);
+    let guid = store.put(contact(1)).unwrap().guid;
+    store.opt_out(&guid).unwrap();
+    store.opt_out(&guid).unwrap();
+    assert!(matches!(store.get(&guid), Err(StoreError::NotFound)));
+    let unknown = Guid::random().unwrap();
+    assert!(matches!(store.opt_out(&unknown), Err(StoreError::NotFound)));
+}
+
+#[test]
+fn invalid_contacts_store_nothing() {
+    let (store, _) = store(10);
+    let mut bad = contact(1);
+    bad.phone = "613-555-0101".into();
+    let err = store.put(bad).unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(FieldError { field: "contact.phone", .. })));
+    assert_eq!(store.stats().entries, 0);
+    assert_eq!(store.stats().bytes, 0);
+}
+
+#[test]
+fn clear_forgets_everything() {
+    let (store, _) = store(10);
+    let guid = store.put(contact(1)).unwrap().guid;
+    store.clear();
+    assert!(matches!(store.get(&guid), Err(StoreError::NotFound)));
+    assert_eq!(store.stats().entries, 0);
+    assert_eq!(store.stats().day_keys, 0);
+}
