@@ -1,6 +1,28 @@
-//! The contact cache daemon.
+//! The contact cache daemon: patients' contact details in locked, encrypted RAM under random
+//! GUIDs, served over gRPC/TLS, forgotten after the retention period.
+//!
+//! Where to look:
+//! - [`server::run`] starts everything and drains on shutdown; `main.rs` only parses flags.
+//! - [`store`] holds the entries; [`crypto`] seals them under day keys; [`validate`] checks
+//!   what comes in; [`sweep`] erases what expired.
+//! - [`service`] is the gRPC surface, [`error`] maps failures to statuses, [`tls`] accepts
+//!   connections.
+//! - [`memory`] locks memory and disables core dumps; [`config`] reads settings; [`certs`]
+//!   makes a development PKI; [`telemetry`] sets up logs and metrics.
+
+pub mod certs;
 pub mod clock;
+pub mod config;
 pub mod crypto;
+pub mod error;
 pub mod guid;
+pub mod memory;
+pub mod server;
+pub mod service;
 pub mod store;
+pub mod sweep;
+pub mod telemetry;
+pub mod tls;
 pub mod validate;
+
+pub use server::{Listeners, RunError, run};

@@ -1,1 +1,211 @@
-fn main(){}
+//! `cache-server`: parses flags and config, starts logging, binds, and calls
+//! [`cache_server::run`].
+//!
+//! Exit codes: 0 after a clean shutdown; 64 for bad flags or configuration; 69 when a
+//! listener cannot be bound; 71 when memory cannot be protected; 70 for anything else.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use cache_server::{
+    Listeners, RunError,
+    certs::DevPki,
+    clock::Clock,
+    config::Config,
+    telemetry,
+};
+use clap::{Args, Parser, Subcommand};
+use tokio::net::TcpListener;
+use tracing::error;
+
+const EX_USAGE: u8 = 64;
+const EX_SOFTWARE: u8 = 70;
+const EX_UNAVAILABLE: u8 = 69;
+const EX_OSERR: u8 = 71;
+
+/// Contact details in locked, encrypted RAM under random GUIDs, over gRPC/TLS.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve (the default).
+    Serve(ServeArgs),
+    /// Check the configuration and print it, then exit.
+    CheckConfig(ServeArgs),
+    /// Write a development CA and server certificate (not for production).
+    Certs {
+        /// Directory to write ca.pem, ca.key, cache-server.pem and cache-server.key into.
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+        /// DNS names and IP addresses the server certificate is valid for.
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
+        hosts: Vec<String>,
+    },
+}
+
+/// Where the settings come from; each flag overrides the file and the environment.
+#[derive(Debug, Args, Clone, Default)]
+struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(short, long, env = "CACHE_SERVER_CONFIG")]
+    config: Option<PathBuf>,
+    /// gRPC listen address (`listen`).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Prometheus listen address (`metrics_listen`).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Start even if memory cannot be locked (`memory.allow_unlocked`); development only.
+    #[arg(long)]
+    allow_unlocked: bool,
+    /// Log format (`log.format`).
+    #[arg(long, value_parser = ["plain", "json"])]
+    log_format: Option<String>,
+    /// Any setting by its path, e.g. `--set store.max_entries=1000`. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    set: Vec<(String, String)>,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    let (key, value) = s.split_once('=').ok_or("expected KEY=VALUE")?;
+    Ok((key.trim().to_string(), value.to_string()))
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> Vec<(String, String)> {
+        let mut overrides = Vec::new();
+        if let Some(listen) = self.listen {
+            overrides.push(("listen".into(), listen.to_string()));
+        }
+        if let Some(metrics) = self.metrics_listen {
+            overrides.push(("metrics_listen".into(), metrics.to_string()));
+        }
+        if self.allow_unlocked {
+            overrides.push(("memory.allow_unlocked".into(), "true".into()));
+        }
+        if let Some(format) = &self.log_format {
+            overrides.push(("log.format".into(), format.clone()));
+        }
+        overrides.extend(self.set.iter().cloned());
+        overrides
+    }
+
+    fn load(&self) -> Result<Config, ExitCode> {
+        Config::load(self.config.as_deref(), &self.overrides()).map_err(|e| {
+            eprintln!("cache-server: config: {e}");
+            ExitCode::from(EX_USAGE)
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::from(EX_USAGE);
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+    };
+    match cli.command {
+        Some(Command::Certs { out, hosts }) => certs(&out, &hosts),
+        Some(Command::CheckConfig(args)) => match args.load() {
+            Ok(config) => {
+                eprintln!("cache-server: config ok: {config:?}");
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Some(Command::Serve(args)) => serve(&args),
+        None => serve(&cli.serve),
+    }
+}
+
+fn certs(out: &std::path::Path, hosts: &[String]) -> ExitCode {
+    match DevPki::generate(hosts).and_then(|pki| pki.write_to(out)) {
+        Ok(()) => {
+            eprintln!("cache-server: wrote a development CA and server certificate to {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cache-server: certs: {e}");
+            ExitCode::from(EX_SOFTWARE)
+        }
+    }
+}
+
+fn serve(args: &ServeArgs) -> ExitCode {
+    let config = match args.load() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    if let Err(e) = rustls::crypto::ring::default_provider().install_default() {
+        eprintln!("cache-server: cannot install the TLS crypto provider: {e:?}");
+        return ExitCode::from(EX_SOFTWARE);
+    }
+    telemetry::init_logging(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cache-server: cannot start the runtime: {e}");
+            return ExitCode::from(EX_SOFTWARE);
+        }
+    };
+    runtime.block_on(async {
+        let grpc = match TcpListener::bind(config.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("cache-server: cannot listen on {}: {e}", config.listen);
+                return ExitCode::from(EX_UNAVAILABLE);
+            }
+        };
+        let metrics = match config.metrics_listen {
+            Some(addr) => match TcpListener::bind(addr).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    eprintln!("cache-server: cannot listen on {addr}: {e}");
+                    return ExitCode::from(EX_UNAVAILABLE);
+                }
+            },
+            None => None,
+        };
+        match cache_server::run(Listeners { grpc, metrics }, config, Clock::System, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e @ RunError::Memory(_)) => {
+                eprintln!("cache-server: refusing to start: {e}");
+                ExitCode::from(EX_OSERR)
+            }
+            Err(e) => {
+                error!(cause = %e, "cache-server failed");
+                eprintln!("cache-server: {e}");
+                ExitCode::from(EX_SOFTWARE)
+            }
+        }
+    })
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            error!(cause = %e, "cannot watch SIGTERM; only SIGINT will stop the daemon");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,104 @@
+//! A development PKI: a CA and the daemon's certificate, made with rcgen, so the tier runs
+//! on a fresh machine with no other tool. Not for production: see `deploy/` for real
+//! certificates.
+
+use std::{fs, io, io::Write, os::unix::fs::OpenOptionsExt, path::Path};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, date_time_ymd,
+};
+
+/// Making or writing the development PKI failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CertsError {
+    /// rcgen refused.
+    #[error("certificate generation: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    /// A file could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+/// A PEM certificate and its PEM private key.
+#[derive(Clone)]
+pub struct Pem {
+    /// The certificate.
+    pub cert: String,
+    /// The private key (PKCS#8).
+    pub key: String,
+}
+
+impl std::fmt::Debug for Pem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pem { key: <secret>, .. }")
+    }
+}
+
+/// A development CA and a server certificate it signed.
+#[derive(Debug)]
+pub struct DevPki {
+    /// The CA: clients trust its certificate.
+    pub ca: Pem,
+    /// The server's certificate, valid for the hosts it was made for.
+    pub server: Pem,
+}
+
+fn validity(params: &mut CertificateParams) {
+    let today = jiff::tz::TimeZone::UTC.to_datetime(jiff::Timestamp::now()).date();
+    let from = today.yesterday().unwrap_or(today);
+    params.not_before = date_time_ymd(i32::from(from.year()), from.month() as u8, from.day() as u8);
+    params.not_after = date_time_ymd(i32::from(today.year()) + 2, today.month() as u8, today.day().min(28) as u8);
+}
+
+impl DevPki {
+    /// A new CA and a server certificate for `hosts` (DNS names or IP addresses).
+    pub fn generate(hosts: &[String]) -> Result<DevPki, CertsError> {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        ca_params.distinguished_name.push(DnType::CommonName, "contact cache development CA");
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        validity(&mut ca_params);
+        let ca_key = KeyPair::generate()?;
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let ca = Pem { cert: ca_cert.pem(), key: ca_key.serialize_pem() };
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let mut params = CertificateParams::new(hosts.to_vec())?;
+        params.distinguished_name.push(DnType::CommonName, "cache-server");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        validity(&mut params);
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok(DevPki { ca, server: Pem { cert: cert.pem(), key: key.serialize_pem() } })
+    }
+
+    /// Writes `ca.pem`, `ca.key`, `cache-server.pem` and `cache-server.key` into `dir`
+    /// (keys readable by the owner only).
+    pub fn write_to(&self, dir: &Path) -> Result<(), CertsError> {
+        fs::create_dir_all(dir).map_err(|source| CertsError::Io { path: dir.display().to_string(), source })?;
+        write(&dir.join("ca.pem"), &self.ca.cert, 0o644)?;
+        write(&dir.join("ca.key"), &self.ca.key, 0o600)?;
+        write(&dir.join("cache-server.pem"), &self.server.cert, 0o644)?;
+        write(&dir.join("cache-server.key"), &self.server.key, 0o600)?;
+        Ok(())
+    }
+}
+
+fn write(path: &Path, contents: &str, mode: u32) -> Result<(), CertsError> {
+    let io_err = |source| CertsError::Io { path: path.display().to_string(), source };
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io_err)?;
+    file.write_all(contents.as_bytes()).map_err(io_err)
+}

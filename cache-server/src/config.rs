@@ -1,0 +1,267 @@
+//! Configuration: a TOML file, overridden by `CACHE_SERVER_*` environment variables, then by
+//! flags. Everything is checked before anything is bound.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+    value::Value,
+};
+use serde::{Deserialize, Serialize};
+
+/// Everything the daemon needs to start.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where gRPC (TLS only) listens.
+    pub listen: SocketAddr,
+    /// Where Prometheus metrics are served over plain HTTP; none when absent.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Seconds that requests in flight get to finish after SIGTERM or SIGINT.
+    pub shutdown_grace_seconds: u64,
+    /// Certificates.
+    pub tls: TlsConfig,
+    /// Retention and bounds.
+    pub store: StoreConfig,
+    /// Memory protection.
+    pub memory: MemoryConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// The server's certificate and key, as PEM files.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key (PKCS#8, SEC1 or PKCS#1).
+    pub key: PathBuf,
+    /// Seconds a client gets to finish the TLS handshake.
+    pub handshake_timeout_seconds: u64,
+}
+
+/// Retention, bounds and the sweep.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Days a contact stays readable: 1 to 30.
+    pub retention_days: u32,
+    /// Most contacts held at once.
+    pub max_entries: usize,
+    /// Most bytes held at once.
+    pub max_bytes: usize,
+    /// Largest gRPC request accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// When the sweep runs, as a cron expression in UTC with seconds:
+    /// `sec min hour day-of-month month day-of-week`.
+    pub sweep_schedule: String,
+}
+
+/// Memory protection at start-up.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    /// Start even if memory cannot be locked (development only; logged loudly and reported
+    /// in `Stats` and the `cache_memory_locked` metric).
+    pub allow_unlocked: bool,
+}
+
+/// Log filter and format.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter, e.g. `info` or `cache_server=debug,info`.
+    pub filter: String,
+    /// `plain` or `json`.
+    pub format: LogFormat,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            metrics_listen: None,
+            shutdown_grace_seconds: 20,
+            tls: TlsConfig::default(),
+            store: StoreConfig::default(),
+            memory: MemoryConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: PathBuf::from("certs/cache-server.pem"),
+            key: PathBuf::from("certs/cache-server.key"),
+            handshake_timeout_seconds: 10,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            retention_days: 30,
+            max_entries: 10_000_000,
+            max_bytes: 3 << 30,
+            max_message_bytes: 16 * 1024,
+            sweep_schedule: "0 5 0 * * *".into(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { filter: "info".into(), format: LogFormat::Plain }
+    }
+}
+
+/// The configuration is unusable; the message says which setting and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    fn new(message: impl Into<String>) -> Self {
+        ConfigError(message.into())
+    }
+}
+
+/// The environment variable prefix: `CACHE_SERVER_STORE__MAX_ENTRIES=5` sets
+/// `store.max_entries`.
+pub const ENV_PREFIX: &str = "CACHE_SERVER_";
+
+impl Config {
+    /// Reads `file` (if given), then the environment, then `overrides` (`key.path=value`,
+    /// later ones win), and checks the result.
+    pub fn load(file: Option<&Path>, overrides: &[(String, String)]) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::new(format!("config file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        for (key, value) in overrides {
+            let value: Value = value.parse().unwrap_or_else(|never| match never {});
+            figment = figment.merge(Serialized::global(key, value));
+        }
+        let config: Config = figment.extract().map_err(|e| ConfigError::new(one_line(&e)))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let s = &self.store;
+        if !(1..=30).contains(&s.retention_days) {
+            return Err(ConfigError::new("store.retention_days must be between 1 and 30"));
+        }
+        if s.max_entries == 0 {
+            return Err(ConfigError::new("store.max_entries must be at least 1"));
+        }
+        if s.max_bytes < 1024 {
+            return Err(ConfigError::new("store.max_bytes must be at least 1024"));
+        }
+        if !(1024..=4 << 20).contains(&s.max_message_bytes) {
+            return Err(ConfigError::new("store.max_message_bytes must be between 1024 and 4194304"));
+        }
+        if tokio_cron_scheduler::Job::new_async(s.sweep_schedule.as_str(), |_, _| Box::pin(async {})).is_err() {
+            return Err(ConfigError::new(
+                "store.sweep_schedule is not a cron expression (sec min hour day-of-month month day-of-week)",
+            ));
+        }
+        if self.tls.handshake_timeout_seconds == 0 {
+            return Err(ConfigError::new("tls.handshake_timeout_seconds must be at least 1"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.filter)
+            .map_err(|_| ConfigError::new("log.filter is not a tracing filter"))?;
+        for (name, path) in [("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)] {
+            if !path.is_file() {
+                return Err(ConfigError::new(format!(
+                    "{name}: {} is not a readable file (make a development set with `cache-server certs`)",
+                    path.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn one_line(e: &figment::Error) -> String {
+    e.to_string().replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_tls(dir: &Path) -> Vec<(String, String)> {
+        let cert = dir.join("c.pem");
+        let key = dir.join("k.pem");
+        std::fs::write(&cert, "x").unwrap();
+        std::fs::write(&key, "x").unwrap();
+        vec![
+            ("tls.cert".into(), cert.display().to_string()),
+            ("tls.key".into(), key.display().to_string()),
+        ]
+    }
+
+    #[test]
+    fn file_then_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:7000\"\n[store]\nmax_entries = 5\nretention_days = 7\n").unwrap();
+        let mut overrides = with_tls(dir.path());
+        overrides.push(("store.max_entries".into(), "9".into()));
+        overrides.push(("memory.allow_unlocked".into(), "true".into()));
+        let config = Config::load(Some(&file), &overrides).unwrap();
+        assert_eq!(config.listen.port(), 7000);
+        assert_eq!(config.store.max_entries, 9);
+        assert_eq!(config.store.retention_days, 7);
+        assert!(config.memory.allow_unlocked);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("store.retention_days", "31", "store.retention_days"),
+            ("store.max_entries", "0", "store.max_entries"),
+            ("store.sweep_schedule", "every day", "store.sweep_schedule"),
+            ("listen", "nowhere", "listen"),
+            ("store.no_such_thing", "1", "no_such_thing"),
+            ("log.filter", "a=b=c", "log.filter"),
+        ];
+        for (key, value, named) in cases {
+            let mut overrides = with_tls(dir.path());
+            overrides.push((key.into(), value.into()));
+            let e = Config::load(None, &overrides).unwrap_err().to_string();
+            assert!(e.contains(named), "{key}={value}: {e}");
+            assert!(!e.contains('\n'));
+        }
+        let e = Config::load(None, &[]).unwrap_err().to_string();
+        assert!(e.contains("tls.cert"), "{e}");
+        let e = Config::load(Some(Path::new("/nonexistent.toml")), &[]).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent.toml"), "{e}");
+    }
+}

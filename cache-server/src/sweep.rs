@@ -1,0 +1,47 @@
+//! The daily sweep: erases expired contacts and destroys their day keys, on a cron schedule.
+
+use std::{sync::Arc, time::Instant};
+
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+use tracing::{error, info};
+
+use crate::store::{Store, SweepReport};
+
+/// Starts a scheduler that sweeps `store` on `schedule` (cron with seconds, UTC).
+pub async fn start(schedule: &str, store: Arc<Store>) -> Result<JobScheduler, JobSchedulerError> {
+    let scheduler = JobScheduler::new().await?;
+    let job = Job::new_async(schedule, move |_, _| {
+        let store = store.clone();
+        Box::pin(async move {
+            run(store).await;
+        })
+    })?;
+    scheduler.add(job).await?;
+    scheduler.start().await?;
+    Ok(scheduler)
+}
+
+/// Sweeps `store` once, off the async workers, and records what it did.
+pub async fn run(store: Arc<Store>) -> Option<SweepReport> {
+    let started = Instant::now();
+    let report = match tokio::task::spawn_blocking(move || store.sweep()).await {
+        Ok(report) => report,
+        Err(err) => {
+            error!(cause = %err, "sweep failed");
+            return None;
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    metrics::histogram!("cache_sweep_duration_seconds").record(seconds);
+    metrics::counter!("cache_sweep_removed_total").increment(report.removed as u64);
+    metrics::counter!("cache_sweeps_total").increment(1);
+    metrics::counter!("cache_day_keys_destroyed_total").increment(report.keys_destroyed.len() as u64);
+    metrics::gauge!("cache_last_sweep_timestamp_seconds").set(report.at.as_second() as f64);
+    info!(
+        removed = report.removed,
+        day_keys_destroyed = report.keys_destroyed.len(),
+        seconds,
+        "sweep completed"
+    );
+    Some(report)
+}

@@ -1,0 +1,63 @@
+//! Logging set-up and the Prometheus endpoint.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::{Router, extract::State, routing::get};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tracing::warn;
+use tracing_subscriber::EnvFilter;
+
+use crate::{
+    config::{LogConfig, LogFormat},
+    store::Store,
+};
+
+/// Installs the process's tracing subscriber: filter and format from `config`, to stderr.
+pub fn init_logging(config: &LogConfig) {
+    let filter = EnvFilter::try_new(&config.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match config.format {
+        LogFormat::Plain => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+fn handle() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            match metrics::set_global_recorder(recorder) {
+                Ok(()) => Some(handle),
+                Err(_) => {
+                    warn!("another metrics recorder is installed; /metrics will be empty");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// Installs the recorder so that metrics recorded from now on are kept.
+pub fn install_recorder() {
+    let _ = handle();
+}
+
+/// Serves `GET /metrics` on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, store: Arc<Store>) {
+    let app = Router::new().route("/metrics", get(render)).with_state(store);
+    if let Err(err) = axum::serve(listener, app).await {
+        warn!(cause = %err, "metrics listener stopped");
+    }
+}
+
+async fn render(State(store): State<Arc<Store>>) -> String {
+    let stats = store.stats();
+    metrics::gauge!("cache_entries").set(stats.entries as f64);
+    metrics::gauge!("cache_bytes").set(stats.bytes as f64);
+    metrics::gauge!("cache_day_keys").set(stats.day_keys as f64);
+    handle().map(|h| h.render()).unwrap_or_default()
+}

@@ -1,0 +1,190 @@
+//! Test helpers: a real server on an ephemeral loopback port, with a development PKI made
+//! in the test, and a real tonic client over TLS.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use cache_server::{Listeners, RunError, certs::DevPki, clock::Clock, config::Config};
+use jiff::Timestamp;
+use proto::v1::{Channel as ContactChannel, Contact, contact_cache_client::ContactCacheClient};
+use tempfile::TempDir;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+
+/// Where the manual clock of every test server starts.
+pub const START: &str = "2026-11-24T15:00:00Z";
+
+/// A cache server running in this process.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub clock: Clock,
+    pub ca_pem: String,
+    pub dir: TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), RunError>>>,
+}
+
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A configuration for tests: development certificates in a new temporary folder, memory
+/// locking attempted but not required.
+pub fn test_config() -> (Config, TempDir, String) {
+    install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = DevPki::generate(&["localhost".into(), "127.0.0.1".into()]).unwrap();
+    pki.write_to(dir.path()).unwrap();
+    let mut config = Config::default();
+    config.tls.cert = dir.path().join("cache-server.pem");
+    config.tls.key = dir.path().join("cache-server.key");
+    config.memory.allow_unlocked = true;
+    config.shutdown_grace_seconds = 30;
+    (config, dir, pki.ca.cert)
+}
+
+/// Starts a server with the test configuration, changed by `tweak`.
+pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
+    let (mut config, dir, ca_pem) = test_config();
+    tweak(&mut config);
+    start_with(config, dir, ca_pem).await
+}
+
+pub async fn start_with(config: Config, dir: TempDir, ca_pem: String) -> TestServer {
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = grpc.local_addr().unwrap();
+    let clock = Clock::manual(START.parse().unwrap());
+    let (tx, rx) = oneshot::channel();
+    let handle = tokio::spawn(cache_server::run(
+        Listeners { grpc, metrics: None },
+        config,
+        clock.clone(),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    TestServer { addr, clock, ca_pem, dir, shutdown: Some(tx), handle: Some(handle) }
+}
+
+impl TestServer {
+    /// A new TLS connection to the server that trusts the test CA.
+    pub async fn channel(&self) -> Channel {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.ca_pem))
+            .domain_name("localhost");
+        Channel::from_shared(format!("https://127.0.0.1:{}", self.addr.port()))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    pub async fn client(&self) -> ContactCacheClient<Channel> {
+        ContactCacheClient::new(self.channel().await)
+    }
+
+    /// Sends the shutdown signal without waiting.
+    pub fn signal_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Signals shutdown and waits for `run` to return.
+    pub async fn stop(mut self) -> Result<(), RunError> {
+        self.signal_shutdown();
+        self.handle.take().unwrap().await.unwrap()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.signal_shutdown();
+    }
+}
+
+/// A valid contact with a phone and an email made from `n`.
+pub fn contact(n: u32) -> Contact {
+    Contact {
+        site_id: "site-1001".into(),
+        provider_id: "prov-a1".into(),
+        campaign_id: "pcpe-2026q4".into(),
+        phone: format!("+1613555{n:04}"),
+        email: format!("planted{n:04}@example.org"),
+        language: "en".into(),
+        time_zone: "America/Toronto".into(),
+        send_after: None,
+        channel: ContactChannel::Any as i32,
+    }
+}
+
+/// A row of the sample CSVs in `testdata/`.
+#[derive(Debug, serde::Deserialize)]
+pub struct Row {
+    pub row_id: String,
+    pub site_id: String,
+    pub provider_id: String,
+    pub campaign_id: String,
+    pub phone: String,
+    pub email: String,
+    pub language: String,
+    pub time_zone: String,
+    pub appointment_at: String,
+    pub channel: String,
+}
+
+pub fn rows(name: &str) -> Vec<Row> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata").join(name);
+    csv::Reader::from_path(path).unwrap().deserialize().map(|r| r.unwrap()).collect()
+}
+
+impl Row {
+    /// The contact an EMR connector would send for this row. Values a connector could not
+    /// parse (a bad time, an unknown channel) become the wire values a careless connector
+    /// would send: an out-of-range timestamp, an unknown enum number.
+    pub fn to_contact(&self) -> Contact {
+        let send_after = match self.appointment_at.parse::<Timestamp>() {
+            Ok(t) => prost_types::Timestamp { seconds: t.as_second(), nanos: 0 },
+            Err(_) => prost_types::Timestamp { seconds: 0, nanos: 2_000_000_000 },
+        };
+        let channel = match self.channel.as_str() {
+            "sms" => ContactChannel::Sms as i32,
+            "email" => ContactChannel::Email as i32,
+            "any" => ContactChannel::Any as i32,
+            _ => 99,
+        };
+        Contact {
+            site_id: self.site_id.clone(),
+            provider_id: self.provider_id.clone(),
+            campaign_id: self.campaign_id.clone(),
+            phone: self.phone.clone(),
+            email: self.email.clone(),
+            language: self.language.clone(),
+            time_zone: self.time_zone.clone(),
+            send_after: Some(send_after),
+            channel,
+        }
+    }
+}
+
+/// The field each row of `contacts-bad.csv` must be refused for.
+pub const BAD_ROW_FIELDS: [(&str, &str); 12] = [
+    ("B001", "contact.phone"),
+    ("B002", "contact.email"),
+    ("B003", "contact"),
+    ("B004", "contact.language"),
+    ("B005", "contact.time_zone"),
+    ("B006", "contact.site_id"),
+    ("B007", "contact.provider_id"),
+    ("B008", "contact.phone"),
+    ("B009", "contact.email"),
+    ("B010", "contact.send_after"),
+    ("B011", "contact.channel"),
+    ("B012", "contact.provider_id"),
+];
