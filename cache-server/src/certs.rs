@@ -53,7 +53,8 @@ fn validity(params: &mut CertificateParams) {
     let today = jiff::tz::TimeZone::UTC.to_datetime(jiff::Timestamp::now()).date();
     let from = today.yesterday().unwrap_or(today);
     params.not_before = date_time_ymd(i32::from(from.year()), from.month() as u8, from.day() as u8);
-    params.not_after = date_time_ymd(i32::from(today.year()) + 2, today.month() as u8, today.day().min(28) as u8);
+    params.not_after =
+        date_time_ymd(i32::from(today.year()) + 2, today.month() as u8, today.day().min(28) as u8);
 }
 
 impl DevPki {
@@ -82,7 +83,8 @@ impl DevPki {
     /// Writes `ca.pem`, `ca.key`, `cache-server.pem` and `cache-server.key` into `dir`
     /// (keys readable by the owner only).
     pub fn write_to(&self, dir: &Path) -> Result<(), CertsError> {
-        fs::create_dir_all(dir).map_err(|source| CertsError::Io { path: dir.display().to_string(), source })?;
+        fs::create_dir_all(dir)
+            .map_err(|source| CertsError::Io { path: dir.display().to_string(), source })?;
         write(&dir.join("ca.pem"), &self.ca.cert, 0o644)?;
         write(&dir.join("ca.key"), &self.ca.key, 0o600)?;
         write(&dir.join("cache-server.pem"), &self.server.cert, 0o644)?;

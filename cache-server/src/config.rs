@@ -185,7 +185,8 @@ impl Config {
         if !(1024..=4 << 20).contains(&s.max_message_bytes) {
             return Err(ConfigError::new("store.max_message_bytes must be between 1024 and 4194304"));
         }
-        if tokio_cron_scheduler::Job::new_async(s.sweep_schedule.as_str(), |_, _| Box::pin(async {})).is_err() {
+        if tokio_cron_scheduler::Job::new_async(s.sweep_schedule.as_str(), |_, _| Box::pin(async {})).is_err()
+        {
             return Err(ConfigError::new(
                 "store.sweep_schedule is not a cron expression (sec min hour day-of-month month day-of-week)",
             ));
@@ -220,17 +221,15 @@ mod tests {
         let key = dir.join("k.pem");
         std::fs::write(&cert, "x").unwrap();
         std::fs::write(&key, "x").unwrap();
-        vec![
-            ("tls.cert".into(), cert.display().to_string()),
-            ("tls.key".into(), key.display().to_string()),
-        ]
+        vec![("tls.cert".into(), cert.display().to_string()), ("tls.key".into(), key.display().to_string())]
     }
 
     #[test]
     fn file_then_overrides() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:7000\"\n[store]\nmax_entries = 5\nretention_days = 7\n").unwrap();
+        std::fs::write(&file, "listen = \"127.0.0.1:7000\"\n[store]\nmax_entries = 5\nretention_days = 7\n")
+            .unwrap();
         let mut overrides = with_tls(dir.path());
         overrides.push(("store.max_entries".into(), "9".into()));
         overrides.push(("memory.allow_unlocked".into(), "true".into()));

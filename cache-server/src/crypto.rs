@@ -84,10 +84,8 @@ impl DayKey {
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let mut nonce = Nonce::<Aes256Gcm>::default();
         SysRng.try_fill_bytes(&mut nonce).map_err(|_| CryptoError::Random)?;
-        let body = self
-            .cipher()
-            .encrypt(&nonce, Payload { msg: plaintext, aad })
-            .map_err(|_| CryptoError::Seal)?;
+        let body =
+            self.cipher().encrypt(&nonce, Payload { msg: plaintext, aad }).map_err(|_| CryptoError::Seal)?;
         let mut sealed = Vec::with_capacity(NONCE_LEN + body.len());
         sealed.extend_from_slice(&nonce);
         sealed.extend_from_slice(&body);

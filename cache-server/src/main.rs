@@ -6,13 +6,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
-use cache_server::{
-    Listeners, RunError,
-    certs::DevPki,
-    clock::Clock,
-    config::Config,
-    telemetry,
-};
+use cache_server::{Listeners, RunError, certs::DevPki, clock::Clock, config::Config, telemetry};
 use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing::error;

@@ -62,9 +62,9 @@ pub async fn run(
     clock: Clock,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
+    telemetry::install_recorder();
     let protection = memory::protect(config.memory.allow_unlocked)?;
     let tls = tls::server_config(&config.tls.cert, &config.tls.key)?;
-    telemetry::install_recorder();
 
     let mut epoch = [0u8; 8];
     SysRng.try_fill_bytes(&mut epoch).map_err(|_| RunError::Random)?;

@@ -195,7 +195,8 @@ impl Store {
         let site_id: Box<str> = mem::take(&mut contact.site_id).into_boxed_str();
         drop(contact);
 
-        let size = entry_size(site_id.len(), crate::crypto::NONCE_LEN + plaintext.len() + crate::crypto::TAG_LEN);
+        let size =
+            entry_size(site_id.len(), crate::crypto::NONCE_LEN + plaintext.len() + crate::crypto::TAG_LEN);
         self.reserve(size)?;
         let stored = self.insert(day, send_after, site_id, &plaintext);
         if stored.is_err() {
@@ -204,7 +205,13 @@ impl Store {
         stored.map(|guid| Stored { guid, expires_at })
     }
 
-    fn insert(&self, day: i64, send_after: i64, site_id: Box<str>, plaintext: &[u8]) -> Result<Guid, StoreError> {
+    fn insert(
+        &self,
+        day: i64,
+        send_after: i64,
+        site_id: Box<str>,
+        plaintext: &[u8],
+    ) -> Result<Guid, StoreError> {
         let key = self.keys.get_or_create(day)?;
         loop {
             let guid = Guid::random().map_err(|_| CryptoError::Random)?;
@@ -282,12 +289,8 @@ impl Store {
     pub fn sweep(&self) -> SweepReport {
         let now = self.clock.now();
         let last_expired_day = utc_day(now) - i64::from(self.limits.retention_days);
-        let expired: Vec<Guid> = self
-            .entries
-            .iter()
-            .filter(|e| e.day <= last_expired_day)
-            .map(|e| *e.key())
-            .collect();
+        let expired: Vec<Guid> =
+            self.entries.iter().filter(|e| e.day <= last_expired_day).map(|e| *e.key()).collect();
         let mut removed = 0;
         for guid in &expired {
             if let Some((_, mut entry)) = self.entries.remove_if(guid, |_, e| e.day <= last_expired_day) {

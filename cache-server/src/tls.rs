@@ -98,11 +98,13 @@ pub fn incoming(
                         let _ = tx.send(Ok(tls)).await;
                     }
                     Ok(Err(err)) => {
-                        metrics::counter!("cache_tls_handshake_failures_total", "cause" => "error").increment(1);
+                        metrics::counter!("cache_tls_handshake_failures_total", "cause" => "error")
+                            .increment(1);
                         debug!(%peer, cause = %err, "tls handshake failed");
                     }
                     Err(_) => {
-                        metrics::counter!("cache_tls_handshake_failures_total", "cause" => "timeout").increment(1);
+                        metrics::counter!("cache_tls_handshake_failures_total", "cause" => "timeout")
+                            .increment(1);
                         debug!(%peer, "tls handshake timed out");
                     }
                 }

@@ -172,13 +172,20 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: Vec<(fn(&mut Contact), &str)> = vec![
+        type Spoil = fn(&mut Contact);
+        let cases: Vec<(Spoil, &str)> = vec![
             (|c| c.phone = "613-555-0101".into(), "contact.phone"),
             (|c| c.phone = "+1613555010799999999".into(), "contact.phone"),
             (|c| c.email = "not-an-email".into(), "contact.email"),
             (|c| c.email = "a@b.c\r\nBcc: everyone@example.org".into(), "contact.email"),
             (|c| c.email = "Name <a@example.org>".into(), "contact.email"),
-            (|c| { c.phone.clear(); c.email.clear(); }, "contact"),
+            (
+                |c| {
+                    c.phone.clear();
+                    c.email.clear();
+                },
+                "contact",
+            ),
             (|c| c.language = "de".into(), "contact.language"),
             (|c| c.time_zone = "Mars/Olympus_Mons".into(), "contact.time_zone"),
             (|c| c.site_id.clear(), "contact.site_id"),
@@ -186,7 +193,13 @@ mod tests {
             (|c| c.provider_id = "prov-a1\0".into(), "contact.provider_id"),
             (|c| c.campaign_id = "camp aign".into(), "contact.campaign_id"),
             (|c| c.channel = 7, "contact.channel"),
-            (|c| { c.phone.clear(); c.channel = Channel::Sms as i32; }, "contact.channel"),
+            (
+                |c| {
+                    c.phone.clear();
+                    c.channel = Channel::Sms as i32;
+                },
+                "contact.channel",
+            ),
             (|c| c.send_after = Some(prost_types::Timestamp { seconds: 0, nanos: -5 }), "contact.send_after"),
         ];
         for (spoil, field) in cases {

@@ -30,7 +30,8 @@ async fn put_get_delete_round_trip() {
     let expires: jiff::Timestamp = "2026-12-24T00:00:00Z".parse().unwrap();
     assert_eq!(stored.expires_at.unwrap().seconds, expires.as_second());
 
-    let back = client.get_contact(GetContactRequest { guid: stored.guid.clone() }).await.unwrap().into_inner();
+    let back =
+        client.get_contact(GetContactRequest { guid: stored.guid.clone() }).await.unwrap().into_inner();
     assert_eq!(back, sent);
 
     client.delete_contact(DeleteContactRequest { guid: stored.guid.clone() }).await.unwrap();

@@ -11,8 +11,7 @@ pub mod v1 {
     tonic::include_proto!("contactcache.v1");
 
     /// The encoded descriptors of this package, for gRPC server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("contactcache_v1_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("contactcache_v1_descriptor");
 }
 
 mod redact;

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use proto::v1::{
-    Contact, DeleteContactRequest, DeleteContactResponse, GetContactRequest, OptOutRequest,
-    OptOutResponse, PutContactRequest, PutContactResponse, PutContactResult, StatsRequest,
-    StatsResponse, contact_cache_server::ContactCache,
+    Contact, DeleteContactRequest, DeleteContactResponse, GetContactRequest, OptOutRequest, OptOutResponse,
+    PutContactRequest, PutContactResponse, PutContactResult, StatsRequest, StatsResponse,
+    contact_cache_server::ContactCache,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};

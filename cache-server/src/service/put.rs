@@ -16,9 +16,8 @@ const STREAM_BUFFER: usize = 128;
 
 /// Stores the contact of one request.
 pub(super) fn one(store: &Store, request: PutContactRequest) -> Result<PutContactResponse, Status> {
-    let contact = request
-        .contact
-        .ok_or_else(|| invalid(&FieldError { field: "contact", message: "is required" }))?;
+    let contact =
+        request.contact.ok_or_else(|| invalid(&FieldError { field: "contact", message: "is required" }))?;
     let stored = store.put(contact)?;
     Ok(PutContactResponse { guid: stored.guid.to_string(), expires_at: Some(timestamp(stored.expires_at)) })
 }
@@ -60,7 +59,9 @@ pub(super) fn stream(
 
 fn item_result(index: u64, result: Result<PutContactResponse, Status>) -> PutContactResult {
     match result {
-        Ok(stored) => PutContactResult { index, guid: stored.guid, expires_at: stored.expires_at, error: None },
+        Ok(stored) => {
+            PutContactResult { index, guid: stored.guid, expires_at: stored.expires_at, error: None }
+        }
         Err(status) => {
             let field = status
                 .get_details_bad_request()
@@ -71,7 +72,11 @@ fn item_result(index: u64, result: Result<PutContactResponse, Status>) -> PutCon
                 index,
                 guid: String::new(),
                 expires_at: None,
-                error: Some(ItemError { code: status.code() as i32, field, message: status.message().to_string() }),
+                error: Some(ItemError {
+                    code: status.code() as i32,
+                    field,
+                    message: status.message().to_string(),
+                }),
             }
         }
     }

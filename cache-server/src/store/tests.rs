@@ -122,7 +122,8 @@ fn full_store_refuses_and_keeps_what_it_has() {
 fn byte_bound_is_enforced() {
     let clock = Clock::manual("2026-11-24T15:00:00Z".parse().unwrap());
     let one = {
-        let s = Store::new(Limits { retention_days: 30, max_entries: 10, max_bytes: usize::MAX }, clock.clone());
+        let s =
+            Store::new(Limits { retention_days: 30, max_entries: 10, max_bytes: usize::MAX }, clock.clone());
         s.put(contact(1)).unwrap();
         s.stats().bytes
     };

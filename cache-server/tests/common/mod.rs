@@ -55,14 +55,10 @@ pub async fn start_with(config: Config, dir: TempDir, ca_pem: String) -> TestSer
     let addr = grpc.local_addr().unwrap();
     let clock = Clock::manual(START.parse().unwrap());
     let (tx, rx) = oneshot::channel();
-    let handle = tokio::spawn(cache_server::run(
-        Listeners { grpc, metrics: None },
-        config,
-        clock.clone(),
-        async {
+    let handle =
+        tokio::spawn(cache_server::run(Listeners { grpc, metrics: None }, config, clock.clone(), async {
             let _ = rx.await;
-        },
-    ));
+        }));
     TestServer { addr, clock, ca_pem, dir, shutdown: Some(tx), handle: Some(handle) }
 }
 

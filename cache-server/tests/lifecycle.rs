@@ -1,0 +1,152 @@
+//! Start-up, the scheduled sweep, graceful shutdown and restart.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{contact, start, test_config};
+use jiff::SignedDuration;
+use proto::v1::{GetContactRequest, PutContactRequest, StatsRequest};
+use tonic::Code;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+#[tokio::test]
+async fn health_and_reflection_are_served_on_the_same_port() {
+    let server = start(|_| {}).await;
+    let channel = server.channel().await;
+    let mut health = HealthClient::new(channel.clone());
+    let status = health
+        .check(HealthCheckRequest { service: "contactcache.v1.ContactCache".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.status(), ServingStatus::Serving);
+
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses =
+        reflection.server_reflection_info(tokio_stream::iter(vec![request])).await.unwrap().into_inner();
+    let response = responses.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer");
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"contactcache.v1.ContactCache"), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+}
+
+#[tokio::test]
+async fn the_scheduled_sweep_erases_expired_contacts() {
+    // Every second, so the test need not wait for midnight; the clock it judges by is moved.
+    let server = start(|c| c.store.sweep_schedule = "* * * * * *".into()).await;
+    let mut client = server.client().await;
+    let old =
+        client.put_contact(PutContactRequest { contact: Some(contact(1)) }).await.unwrap().into_inner().guid;
+    server.clock.advance(SignedDuration::from_hours(24 * 20));
+    let young =
+        client.put_contact(PutContactRequest { contact: Some(contact(2)) }).await.unwrap().into_inner().guid;
+    server.clock.advance(SignedDuration::from_hours(24 * 11));
+
+    let mut stats = client.stats(StatsRequest {}).await.unwrap().into_inner();
+    for _ in 0..300 {
+        if stats.last_sweep_at.is_some_and(|_| stats.entries == 1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stats = client.stats(StatsRequest {}).await.unwrap().into_inner();
+    }
+    assert_eq!(stats.entries, 1, "the old contact was swept");
+    assert_eq!(stats.day_keys, 1, "its day key was destroyed");
+    let status = client.get_contact(GetContactRequest { guid: old }).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    client.get_contact(GetContactRequest { guid: young }).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_request_in_flight_finishes_after_the_shutdown_signal() {
+    let mut server = start(|_| {}).await;
+    let mut client = server.client().await;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut results =
+        client.put_contacts(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+    tx.send(PutContactRequest { contact: Some(contact(1)) }).await.unwrap();
+    assert!(results.message().await.unwrap().unwrap().error.is_none());
+
+    server.signal_shutdown();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The stream opened before the signal still takes items and answers them.
+    tx.send(PutContactRequest { contact: Some(contact(2)) }).await.unwrap();
+    let second = results.message().await.unwrap().unwrap();
+    assert_eq!(second.index, 1);
+    assert!(second.error.is_none());
+    drop(tx);
+    assert!(results.message().await.unwrap().is_none());
+
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn new_calls_are_refused_while_draining_and_run_returns() {
+    let server = start(|_| {}).await;
+    let channel = server.channel().await;
+    server.stop().await.unwrap();
+    let mut client = proto::v1::contact_cache_client::ContactCacheClient::new(channel);
+    assert!(client.stats(StatsRequest {}).await.is_err());
+}
+
+#[tokio::test]
+async fn a_restart_starts_empty_with_a_new_epoch() {
+    let (config, dir, ca) = test_config();
+    let first = common::start_with(config.clone(), dir, ca).await;
+    let mut client = first.client().await;
+    let guid =
+        client.put_contact(PutContactRequest { contact: Some(contact(1)) }).await.unwrap().into_inner().guid;
+    let before = client.stats(StatsRequest {}).await.unwrap().into_inner();
+    assert_eq!(before.entries, 1);
+    let (ca, dir) = (first.ca_pem.clone(), tempfile::tempdir().unwrap());
+    let certs = first.dir.path().to_path_buf();
+    // Keep the certificates: move them out of the first server's folder before it goes.
+    for name in ["cache-server.pem", "cache-server.key"] {
+        std::fs::copy(certs.join(name), dir.path().join(name)).unwrap();
+    }
+    first.stop().await.unwrap();
+
+    let mut config = config;
+    config.tls.cert = dir.path().join("cache-server.pem");
+    config.tls.key = dir.path().join("cache-server.key");
+    let second = common::start_with(config, dir, ca).await;
+    let mut client = second.client().await;
+    let after = client.stats(StatsRequest {}).await.unwrap().into_inner();
+    assert_eq!(after.entries, 0);
+    assert_ne!(after.instance_epoch, before.instance_epoch);
+    let status = client.get_contact(GetContactRequest { guid }).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn memory_is_locked_after_start_up_when_run_as_root() {
+    let server = start(|c| c.memory.allow_unlocked = false).await;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        // Without CAP_IPC_LOCK the daemon must refuse to start rather than run unlocked.
+        let refused = server.stop().await;
+        assert!(matches!(refused, Err(cache_server::RunError::Memory(_))), "{refused:?}");
+        eprintln!("not root: checked the refusal instead of VmLck");
+        return;
+    }
+    let mut client = server.client().await;
+    assert!(client.stats(StatsRequest {}).await.unwrap().into_inner().memory_locked);
+    let locked = cache_server::memory::locked_kib().unwrap();
+    assert!(locked > 0, "VmLck is {locked} kB");
+}

@@ -1,0 +1,104 @@
+//! PutContacts: one result per item, in order; bad items do not stop the stream.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{BAD_ROW_FIELDS, Row, rows, start};
+use proto::v1::{GetContactRequest, PutContactRequest, StatsRequest};
+use tonic::Code;
+
+#[tokio::test]
+async fn bulk_stream_with_good_and_bad_items_mixed() {
+    let server = start(|_| {}).await;
+    let mut client = server.client().await;
+    let good = rows("contacts.csv");
+    let bad = rows("contacts-bad.csv");
+
+    // Every 20th item is a bad row, the rest good rows, in one stream.
+    let mut sent: Vec<(&Row, Option<&str>)> = Vec::new();
+    let mut bad_iter = bad.iter().zip(BAD_ROW_FIELDS.iter());
+    for (i, row) in good.iter().enumerate() {
+        if i % 20 == 7
+            && let Some((row, (_, field))) = bad_iter.next()
+        {
+            sent.push((row, Some(field)));
+        }
+        sent.push((row, None));
+    }
+    for (row, (_, field)) in bad_iter {
+        sent.push((row, Some(field)));
+    }
+    assert_eq!(sent.len(), good.len() + bad.len());
+
+    let requests: Vec<PutContactRequest> =
+        sent.iter().map(|(row, _)| PutContactRequest { contact: Some(row.to_contact()) }).collect();
+    let mut results = client.put_contacts(tokio_stream::iter(requests)).await.unwrap().into_inner();
+
+    let mut stored = Vec::new();
+    let mut index = 0u64;
+    while let Some(result) = results.message().await.unwrap() {
+        assert_eq!(result.index, index, "results come in order");
+        let (row, bad_field) = sent[index as usize];
+        match bad_field {
+            None => {
+                assert!(result.error.is_none(), "{}: {:?}", row.row_id, result.error);
+                assert_eq!(result.guid.len(), 36);
+                assert!(result.expires_at.is_some());
+                stored.push((result.guid, row));
+            }
+            Some(field) => {
+                let error = result.error.unwrap_or_else(|| panic!("{} was accepted", row.row_id));
+                assert!(result.guid.is_empty());
+                assert_eq!(error.code, Code::InvalidArgument as i32);
+                assert_eq!(error.field, field, "{}: {}", row.row_id, error.message);
+                assert!(error.message.starts_with(field));
+            }
+        }
+        index += 1;
+    }
+    assert_eq!(index as usize, sent.len(), "one result per item");
+
+    let stats = client.stats(StatsRequest {}).await.unwrap().into_inner();
+    assert_eq!(stats.entries, good.len() as u64);
+    for (guid, row) in stored.iter().step_by(17) {
+        let back = client.get_contact(GetContactRequest { guid: guid.clone() }).await.unwrap().into_inner();
+        assert_eq!((&back.phone, &back.email, &back.provider_id), (&row.phone, &row.email, &row.provider_id));
+    }
+}
+
+#[tokio::test]
+async fn the_bound_refuses_items_without_stopping_the_stream() {
+    let server = start(|c| c.store.max_entries = 10).await;
+    let mut client = server.client().await;
+    let good = rows("contacts.csv");
+    let requests: Vec<_> =
+        good.iter().take(15).map(|row| PutContactRequest { contact: Some(row.to_contact()) }).collect();
+    let mut results = client.put_contacts(tokio_stream::iter(requests)).await.unwrap().into_inner();
+    let mut codes = Vec::new();
+    while let Some(result) = results.message().await.unwrap() {
+        codes.push(result.error.map_or(0, |e| e.code));
+    }
+    assert_eq!(codes.len(), 15);
+    assert!(codes[..10].iter().all(|c| *c == 0));
+    assert!(codes[10..].iter().all(|c| *c == Code::ResourceExhausted as i32));
+}
+
+#[tokio::test]
+async fn an_undecodable_item_ends_the_stream_after_the_earlier_results() {
+    let server = start(|c| c.store.max_message_bytes = 2048).await;
+    let mut client = server.client().await;
+    let good = rows("contacts.csv");
+    let mut requests: Vec<_> =
+        good.iter().take(3).map(|row| PutContactRequest { contact: Some(row.to_contact()) }).collect();
+    let mut huge = good[3].to_contact();
+    huge.campaign_id = "c".repeat(8192);
+    requests.push(PutContactRequest { contact: Some(huge) });
+    let mut results = client.put_contacts(tokio_stream::iter(requests)).await.unwrap().into_inner();
+    for i in 0..3 {
+        let result = results.message().await.unwrap().unwrap();
+        assert_eq!(result.index, i);
+        assert!(result.error.is_none());
+    }
+    let end = results.message().await.unwrap_err();
+    assert_ne!(end.code(), Code::Ok);
+}
