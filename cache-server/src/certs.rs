@@ -1,13 +1,16 @@
-//! A development PKI: a CA and the daemon's certificate, made with rcgen, so the tier runs
-//! on a fresh machine with no other tool. Not for production: see `deploy/` for real
-//! certificates.
+//! A development PKI: a CA, the daemon's certificate and a certificate per caller role,
+//! made with rcgen, so the tier runs on a fresh machine with no other tool. Not for
+//! production: see `deploy/` for real certificates.
 
 use std::{fs, io, io::Write, os::unix::fs::OpenOptionsExt, path::Path};
 
+use rand::TryRng;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, date_time_ymd,
+    KeyUsagePurpose, SanType, date_time_ymd,
 };
+
+use crate::auth::{Role, identity_uri};
 
 /// Making or writing the development PKI failed.
 #[derive(Debug, thiserror::Error)]
@@ -40,13 +43,14 @@ impl std::fmt::Debug for Pem {
     }
 }
 
-/// A development CA and a server certificate it signed.
+/// A development CA and a server certificate it signed; it can issue caller certificates.
 #[derive(Debug)]
 pub struct DevPki {
-    /// The CA: clients trust its certificate.
+    /// The CA: clients trust its certificate, and the server trusts callers it signed.
     pub ca: Pem,
     /// The server's certificate, valid for the hosts it was made for.
     pub server: Pem,
+    issuer: Issuer<'static, KeyPair>,
 }
 
 fn validity(params: &mut CertificateParams) {
@@ -77,7 +81,58 @@ impl DevPki {
         validity(&mut params);
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &issuer)?;
-        Ok(DevPki { ca, server: Pem { cert: cert.pem(), key: key.serialize_pem() } })
+        Ok(DevPki { ca, server: Pem { cert: cert.pem(), key: key.serialize_pem() }, issuer })
+    }
+
+    /// A client certificate for a caller named `name` with `role` (and `site` for `emr`):
+    /// the identity URI as its subject alternative name, `name` as its common name.
+    pub fn issue_client(&self, name: &str, role: Role, site: Option<&str>) -> Result<Pem, CertsError> {
+        self.issue_client_with_uris(name, &[identity_uri(role, site)])
+    }
+
+    /// A client certificate with any URI subject alternative names (tests use this for
+    /// certificates that name no role, or two).
+    pub fn issue_client_with_uris(&self, name: &str, uris: &[String]) -> Result<Pem, CertsError> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        for uri in uris {
+            params.subject_alt_names.push(SanType::URI(uri.as_str().try_into()?));
+        }
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        validity(&mut params);
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(Pem { cert: cert.pem(), key: key.serialize_pem() })
+    }
+
+    /// Writes the CA, the server's certificate, a caller certificate for each role (an
+    /// `emr-<site>` one per site), and a new random audit key into `dir`.
+    pub fn write_all(&self, dir: &Path, sites: &[String]) -> Result<(), CertsError> {
+        self.write_to(dir)?;
+        let mut callers = vec![
+            ("outreach".to_string(), Role::Outreach, None),
+            ("bridge".to_string(), Role::Bridge, None),
+            ("admin".to_string(), Role::Admin, None),
+        ];
+        for site in sites {
+            callers.push((format!("emr-{site}"), Role::Emr, Some(site.as_str())));
+        }
+        for (name, role, site) in callers {
+            let pem = self.issue_client(&name, role, site)?;
+            write(&dir.join(format!("{name}.pem")), &pem.cert, 0o644)?;
+            write(&dir.join(format!("{name}.key")), &pem.key, 0o600)?;
+        }
+        let audit_key = dir.join("audit.key");
+        if !audit_key.exists() {
+            let mut key = zeroize::Zeroizing::new([0u8; 32]);
+            rand::rngs::SysRng.try_fill_bytes(&mut key[..]).map_err(|e| CertsError::Io {
+                path: audit_key.display().to_string(),
+                source: io::Error::other(e.to_string()),
+            })?;
+            write(&audit_key, &format!("{}\n", hex::encode(&key[..])), 0o600)?;
+        }
+        Ok(())
     }
 
     /// Writes `ca.pem`, `ca.key`, `cache-server.pem` and `cache-server.key` into `dir`

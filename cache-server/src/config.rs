@@ -29,8 +29,54 @@ pub struct Config {
     pub store: StoreConfig,
     /// Memory protection.
     pub memory: MemoryConfig,
+    /// The audit trail.
+    pub audit: AuditConfig,
+    /// Lock-outs of callers and peers that fail too often.
+    pub lockout: LockoutConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// Where audit lines go and the key that hashes GUIDs in them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// A file to append JSON lines to (created owner-only), or `-` for stdout.
+    pub path: PathBuf,
+    /// A file holding the 256-bit audit key as 64 hex digits. Keep it: the same key must be
+    /// used across restarts for a GUID's events to be found together.
+    pub key_file: PathBuf,
+}
+
+/// Limits on failures before a caller or peer is refused for a while.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockoutConfig {
+    /// NOT_FOUND answers to GetContact/DeleteContact a caller may get per window.
+    pub max_not_found: u32,
+    /// The window for `max_not_found`, in seconds; also how long the lock-out lasts.
+    pub not_found_window_seconds: u64,
+    /// Failed TLS handshakes a peer address may have per window.
+    pub max_handshake_failures: u32,
+    /// The window for `max_handshake_failures`, in seconds; also how long the lock-out lasts.
+    pub handshake_window_seconds: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { path: PathBuf::from("audit.jsonl"), key_file: PathBuf::from("certs/audit.key") }
+    }
+}
+
+impl Default for LockoutConfig {
+    fn default() -> Self {
+        LockoutConfig {
+            max_not_found: 100,
+            not_found_window_seconds: 60,
+            max_handshake_failures: 20,
+            handshake_window_seconds: 60,
+        }
+    }
 }
 
 /// The server's certificate and key, as PEM files.
@@ -41,6 +87,8 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// Private key (PKCS#8, SEC1 or PKCS#1).
     pub key: PathBuf,
+    /// The CA whose client certificates identify callers (mutual TLS).
+    pub client_ca: PathBuf,
     /// Seconds a client gets to finish the TLS handshake.
     pub handshake_timeout_seconds: u64,
 }
@@ -101,6 +149,8 @@ impl Default for Config {
             tls: TlsConfig::default(),
             store: StoreConfig::default(),
             memory: MemoryConfig::default(),
+            audit: AuditConfig::default(),
+            lockout: LockoutConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -111,6 +161,7 @@ impl Default for TlsConfig {
         TlsConfig {
             cert: PathBuf::from("certs/cache-server.pem"),
             key: PathBuf::from("certs/cache-server.key"),
+            client_ca: PathBuf::from("certs/ca.pem"),
             handshake_timeout_seconds: 10,
         }
     }
@@ -130,7 +181,7 @@ impl Default for StoreConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { filter: "info".into(), format: LogFormat::Plain }
+        LogConfig { filter: "info,tokio_cron_scheduler=warn".into(), format: LogFormat::Plain }
     }
 }
 
@@ -170,6 +221,13 @@ impl Config {
         Ok(config)
     }
 
+    /// The SHA-256 of this configuration, in hex, for the audit log's SERVER_START line.
+    pub fn digest(&self) -> String {
+        use sha2::Digest;
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(sha2::Sha256::digest(&json))
+    }
+
     /// Checks values that parse but cannot work.
     pub fn check(&self) -> Result<(), ConfigError> {
         let s = &self.store;
@@ -196,7 +254,21 @@ impl Config {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
             .map_err(|_| ConfigError::new("log.filter is not a tracing filter"))?;
-        for (name, path) in [("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)] {
+        let l = &self.lockout;
+        if l.max_not_found == 0 || l.max_handshake_failures == 0 {
+            return Err(ConfigError::new(
+                "lockout.max_not_found and lockout.max_handshake_failures must be at least 1",
+            ));
+        }
+        if l.not_found_window_seconds == 0 || l.handshake_window_seconds == 0 {
+            return Err(ConfigError::new("lockout windows must be at least 1 second"));
+        }
+        for (name, path) in [
+            ("tls.cert", &self.tls.cert),
+            ("tls.key", &self.tls.key),
+            ("tls.client_ca", &self.tls.client_ca),
+            ("audit.key_file", &self.audit.key_file),
+        ] {
             if !path.is_file() {
                 return Err(ConfigError::new(format!(
                     "{name}: {} is not a readable file (make a development set with `cache-server certs`)",
@@ -250,6 +322,7 @@ mod tests {
             ("listen", "nowhere", "listen"),
             ("store.no_such_thing", "1", "no_such_thing"),
             ("log.filter", "a=b=c", "log.filter"),
+            ("lockout.max_not_found", "0", "lockout.max_not_found"),
         ];
         for (key, value, named) in cases {
             let mut overrides = with_tls(dir.path());

@@ -6,10 +6,14 @@
 //! - [`store`] holds the entries; [`crypto`] seals them under day keys; [`validate`] checks
 //!   what comes in; [`sweep`] erases what expired.
 //! - [`service`] is the gRPC surface, [`error`] maps failures to statuses, [`tls`] accepts
-//!   connections.
+//!   connections and identifies callers by certificate, [`auth`] says which role may call
+//!   what, [`audit`] writes the audit trail, [`throttle`] locks out callers that fail too
+//!   often.
 //! - [`memory`] locks memory and disables core dumps; [`config`] reads settings; [`certs`]
 //!   makes a development PKI; [`telemetry`] sets up logs and metrics.
 
+pub mod audit;
+pub mod auth;
 pub mod certs;
 pub mod clock;
 pub mod config;
@@ -22,7 +26,8 @@ pub mod service;
 pub mod store;
 pub mod sweep;
 pub mod telemetry;
+pub mod throttle;
 pub mod tls;
 pub mod validate;
 
-pub use server::{Listeners, RunError, run};
+pub use server::{Listeners, RunError, run, run_with_audit};

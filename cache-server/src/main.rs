@@ -2,11 +2,12 @@
 //! [`cache_server::run`].
 //!
 //! Exit codes: 0 after a clean shutdown; 64 for bad flags or configuration; 69 when a
-//! listener cannot be bound; 71 when memory cannot be protected; 70 for anything else.
+//! listener cannot be bound; 71 when memory cannot be protected; 70 for anything else
+//! (including an audit log that cannot be opened or written at start).
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
-use cache_server::{Listeners, RunError, certs::DevPki, clock::Clock, config::Config, telemetry};
+use cache_server::{Listeners, RunError, certs::DevPki, clock::Clock, config::Config, guid::Guid, telemetry};
 use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing::error;
@@ -32,14 +33,30 @@ enum Command {
     Serve(ServeArgs),
     /// Check the configuration and print it, then exit.
     CheckConfig(ServeArgs),
-    /// Write a development CA and server certificate (not for production).
+    /// Write a development CA, server and caller certificates and an audit key (not for
+    /// production).
     Certs {
-        /// Directory to write ca.pem, ca.key, cache-server.pem and cache-server.key into.
+        /// Directory to write into: ca.pem/.key, cache-server.pem/.key, outreach, bridge,
+        /// admin and emr-<site> .pem/.key, and audit.key (kept if it exists).
         #[arg(long, default_value = "certs")]
         out: PathBuf,
         /// DNS names and IP addresses the server certificate is valid for.
         #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
         hosts: Vec<String>,
+        /// Sites to make EMR connector certificates for.
+        #[arg(long, value_delimiter = ',', default_value = "site-1001,site-1002,site-1003")]
+        sites: Vec<String>,
+    },
+    /// Print the audit hash of each GUID, to find its events in the audit log.
+    AuditHash {
+        /// The audit key file (64 hex digits); by default audit.key_file of the configuration.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        #[command(flatten)]
+        args: ServeArgs,
+        /// The GUIDs.
+        #[arg(required = true)]
+        guids: Vec<String>,
     },
 }
 
@@ -111,7 +128,8 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Some(Command::Certs { out, hosts }) => certs(&out, &hosts),
+        Some(Command::Certs { out, hosts, sites }) => certs(&out, &hosts, &sites),
+        Some(Command::AuditHash { key_file, args, guids }) => audit_hash(key_file, &args, &guids),
         Some(Command::CheckConfig(args)) => match args.load() {
             Ok(config) => {
                 eprintln!("cache-server: config ok: {config:?}");
@@ -124,10 +142,45 @@ fn main() -> ExitCode {
     }
 }
 
-fn certs(out: &std::path::Path, hosts: &[String]) -> ExitCode {
-    match DevPki::generate(hosts).and_then(|pki| pki.write_to(out)) {
+fn audit_hash(key_file: Option<PathBuf>, args: &ServeArgs, guids: &[String]) -> ExitCode {
+    let key_file = match key_file {
+        Some(path) => path,
+        None => match args.load() {
+            Ok(config) => config.audit.key_file,
+            Err(code) => return code,
+        },
+    };
+    let key = match cache_server::audit::load_key(&key_file) {
+        Ok(key) => key,
+        Err(e) => {
+            eprintln!("cache-server: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let mut out = String::new();
+    for text in guids {
+        match text.parse::<Guid>() {
+            Ok(guid) => out.push_str(&format!("{text} {}\n", cache_server::audit::guid_hmac(&key, &guid))),
+            Err(e) => {
+                eprintln!("cache-server: {text:?}: {e}");
+                return ExitCode::from(EX_USAGE);
+            }
+        }
+    }
+    use std::io::Write;
+    match std::io::stdout().write_all(out.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(EX_SOFTWARE),
+    }
+}
+
+fn certs(out: &std::path::Path, hosts: &[String], sites: &[String]) -> ExitCode {
+    match DevPki::generate(hosts).and_then(|pki| pki.write_all(out, sites)) {
         Ok(()) => {
-            eprintln!("cache-server: wrote a development CA and server certificate to {}", out.display());
+            eprintln!(
+                "cache-server: wrote a development CA, certificates and an audit key to {}",
+                out.display()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

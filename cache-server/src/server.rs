@@ -10,13 +10,15 @@ use tonic::transport::Server;
 use tracing::{info, warn};
 
 use crate::{
+    audit::{Action, Actor, Audit, AuditSetupError, Event},
     clock::Clock,
     config::Config,
     memory::{self, MemoryError},
-    service::{CacheService, Instance},
+    service::{CacheService, Context, Instance},
     store::{Limits, Store},
     sweep, telemetry,
-    tls::{self, TlsError},
+    throttle::Throttle,
+    tls::{self, Acceptor, TlsError},
 };
 
 /// The sockets the daemon serves on, bound by the caller.
@@ -37,6 +39,12 @@ pub enum RunError {
     /// The TLS material is unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The audit log cannot be opened.
+    #[error(transparent)]
+    AuditSetup(#[from] AuditSetupError),
+    /// The audit log cannot be written.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     /// The sweep could not be scheduled.
     #[error("sweep scheduler: {0}")]
     Scheduler(#[from] tokio_cron_scheduler::JobSchedulerError),
@@ -53,18 +61,36 @@ pub enum RunError {
 
 /// Serves the cache on `listeners` until `shutdown` completes, then drains.
 ///
-/// Memory is protected first (see [`memory::protect`]). After `shutdown`, requests in
-/// flight get `shutdown_grace_seconds` to finish; then every contact is erased and every key
-/// destroyed before this returns.
+/// Memory is protected first (see [`memory::protect`]). The audit log is opened as
+/// configured. After `shutdown`, requests in flight get `shutdown_grace_seconds` to finish;
+/// then every contact is erased and every key destroyed before this returns.
 pub async fn run(
     listeners: Listeners,
     config: Config,
     clock: Clock,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
+    let key = crate::audit::load_key(&config.audit.key_file)?;
+    let audit = Audit::open(&config.audit.path, key, clock.clone())?;
+    run_with_audit(listeners, config, clock, audit, shutdown).await
+}
+
+/// [`run`] with an audit log made by the caller (tests use one that can be made to fail).
+pub async fn run_with_audit(
+    listeners: Listeners,
+    config: Config,
+    clock: Clock,
+    audit: Audit,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RunError> {
     telemetry::install_recorder();
     let protection = memory::protect(config.memory.allow_unlocked)?;
-    let tls = tls::server_config(&config.tls.cert, &config.tls.key)?;
+    let tls = tls::server_config(&config.tls.cert, &config.tls.key, &config.tls.client_ca)?;
+    let audit = Arc::new(audit);
+    let mut start = Event::new(Action::ServerStart, "ok", Actor::System);
+    let digest = config.digest();
+    start.detail = Some(&digest);
+    audit.record(start)?;
 
     let mut epoch = [0u8; 8];
     SysRng.try_fill_bytes(&mut epoch).map_err(|_| RunError::Random)?;
@@ -75,8 +101,8 @@ pub async fn run(
         max_entries: config.store.max_entries,
         max_bytes: config.store.max_bytes,
     };
-    let store = Arc::new(Store::new(limits, clock));
-    let mut scheduler = sweep::start(&config.store.sweep_schedule, store.clone()).await?;
+    let store = Arc::new(Store::new(limits, clock.clone()));
+    let mut scheduler = sweep::start(&config.store.sweep_schedule, store.clone(), audit.clone()).await?;
 
     let metrics_task = listeners.metrics.map(|listener| {
         if let Ok(addr) = listener.local_addr() {
@@ -91,14 +117,34 @@ pub async fn run(
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    let cache = ContactCacheServer::new(CacheService::new(store.clone(), instance))
+    let lockout = &config.lockout;
+    let ctx = Context {
+        store: store.clone(),
+        audit: audit.clone(),
+        lockout: Throttle::new(
+            lockout.max_not_found,
+            jiff::SignedDuration::from_secs(lockout.not_found_window_seconds as i64),
+            clock.clone(),
+        ),
+        instance,
+    };
+    let cache = ContactCacheServer::new(CacheService::new(Arc::new(ctx)))
         .max_decoding_message_size(config.store.max_message_bytes);
 
     if let Ok(addr) = listeners.grpc.local_addr() {
         info!(%addr, memory_locked = protection.locked, "grpc listening");
     }
-    let handshake_timeout = Duration::from_secs(config.tls.handshake_timeout_seconds);
-    let (incoming, accept_task) = tls::incoming(listeners.grpc, tls, handshake_timeout);
+    let acceptor = Acceptor {
+        config: tls,
+        handshake_timeout: Duration::from_secs(config.tls.handshake_timeout_seconds),
+        audit: audit.clone(),
+        throttle: Throttle::new(
+            lockout.max_handshake_failures,
+            jiff::SignedDuration::from_secs(lockout.handshake_window_seconds as i64),
+            clock,
+        ),
+    };
+    let (incoming, accept_task) = tls::incoming(listeners.grpc, Arc::new(acceptor));
 
     let (draining_tx, draining_rx) = oneshot::channel();
     let server = Server::builder()
@@ -107,6 +153,7 @@ pub async fn run(
         .add_service(cache)
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;
+            info!("shutting down: refusing new connections, draining requests in flight");
             let _ = draining_tx.send(());
         });
     tokio::pin!(server);
@@ -115,7 +162,6 @@ pub async fn run(
     let served = tokio::select! {
         served = &mut server => served,
         _ = draining_rx => {
-            info!(grace_seconds = grace.as_secs(), "shutting down: draining requests in flight");
             health.set_not_serving::<ContactCacheServer<CacheService>>().await;
             match tokio::time::timeout(grace, &mut server).await {
                 Ok(served) => served,
@@ -135,6 +181,9 @@ pub async fn run(
         warn!(cause = %err, "sweep scheduler did not stop cleanly");
     }
     store.clear();
+    if let Err(err) = audit.record(Event::new(Action::ServerStop, "ok", Actor::System)) {
+        warn!(cause = %err, "cannot audit the stop");
+    }
     info!(epoch = instance.epoch, started_at = %instance.started_at, stopped_at = %Timestamp::now(), "stopped; store erased and keys destroyed");
     served.map_err(RunError::from)
 }

@@ -259,11 +259,15 @@ impl Store {
     }
 
     /// Erases the contact stored under `guid` now.
-    pub fn delete(&self, guid: &Guid) -> Result<(), StoreError> {
+    ///
+    /// With `site`, only a contact of that site is erased; another site's is NOT_FOUND.
+    pub fn delete(&self, guid: &Guid, site: Option<&str>) -> Result<(), StoreError> {
         let now = self.clock.now();
         let (_, mut entry) = self
             .entries
-            .remove_if(guid, |_, entry| !self.is_expired(entry, now))
+            .remove_if(guid, |_, entry| {
+                !self.is_expired(entry, now) && site.is_none_or(|site| *entry.site_id == *site)
+            })
             .ok_or(StoreError::NotFound)?;
         self.release(entry.size());
         entry.sealed.zeroize();

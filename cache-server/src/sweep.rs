@@ -5,15 +5,23 @@ use std::{sync::Arc, time::Instant};
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use tracing::{error, info};
 
-use crate::store::{Store, SweepReport};
+use crate::{
+    audit::{Action, Actor, Audit, Event},
+    clock::day_start,
+    store::{Store, SweepReport},
+};
 
 /// Starts a scheduler that sweeps `store` on `schedule` (cron with seconds, UTC).
-pub async fn start(schedule: &str, store: Arc<Store>) -> Result<JobScheduler, JobSchedulerError> {
+pub async fn start(
+    schedule: &str,
+    store: Arc<Store>,
+    audit: Arc<Audit>,
+) -> Result<JobScheduler, JobSchedulerError> {
     let scheduler = JobScheduler::new().await?;
     let job = Job::new_async(schedule, move |_, _| {
-        let store = store.clone();
+        let (store, audit) = (store.clone(), audit.clone());
         Box::pin(async move {
-            run(store).await;
+            run(store, &audit).await;
         })
     })?;
     scheduler.add(job).await?;
@@ -21,8 +29,9 @@ pub async fn start(schedule: &str, store: Arc<Store>) -> Result<JobScheduler, Jo
     Ok(scheduler)
 }
 
-/// Sweeps `store` once, off the async workers, and records what it did.
-pub async fn run(store: Arc<Store>) -> Option<SweepReport> {
+/// Sweeps `store` once, off the async workers, and records what it did in the metrics, the
+/// log and the audit trail.
+pub async fn run(store: Arc<Store>, audit: &Audit) -> Option<SweepReport> {
     let started = Instant::now();
     let report = match tokio::task::spawn_blocking(move || store.sweep()).await {
         Ok(report) => report,
@@ -43,5 +52,17 @@ pub async fn run(store: Arc<Store>) -> Option<SweepReport> {
         seconds,
         "sweep completed"
     );
+    let mut event = Event::new(Action::SweepCompleted, "ok", Actor::System);
+    event.count = Some(report.removed as u64);
+    let mut audited = audit.record(event);
+    for day in &report.keys_destroyed {
+        let date = day_start(*day).to_string();
+        let mut event = Event::new(Action::DayKeyDestroyed, "ok", Actor::System);
+        event.detail = Some(date.get(..10).unwrap_or(&date));
+        audited = audited.and(audit.record(event));
+    }
+    if let Err(err) = audited {
+        error!(cause = %err, "cannot audit the sweep");
+    }
     Some(report)
 }

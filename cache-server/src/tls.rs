@@ -1,17 +1,49 @@
-//! TLS for the gRPC port: rustls with the ring provider, TLS 1.2 and 1.3 only, HTTP/2 only.
+//! TLS for the gRPC port: rustls with the ring provider, TLS 1.2 and 1.3 only, HTTP/2 only,
+//! client certificates from one CA.
+//!
+//! A client certificate is asked for and verified against `tls.client_ca`; a client with no
+//! certificate may still connect (for health checks) and gets UNAUTHENTICATED from every
+//! cache RPC. Plaintext, TLS below 1.2 and certificates from any other CA fail the handshake.
 //!
 //! Connections are accepted and their handshakes run here, one task each and under a
-//! deadline, so a slow or broken client never holds up the listener. A failed handshake is
-//! counted and logged with its cause and the connection dropped; the listener goes on.
+//! deadline, so a slow or broken client never holds up the listener. Each connection's
+//! caller identity is read from its certificate once, after the handshake, and travels with
+//! the connection to every request on it (see [`Peer`]). A failed handshake is audited and
+//! counted per peer address; a peer that fails too often is refused for a while.
 
-use std::{io, path::Path, sync::Arc, time::Duration};
+use std::{
+    io,
+    net::{IpAddr, SocketAddr},
+    path::Path,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
-use rustls::{ServerConfig, crypto::ring, version};
+use rustls::{
+    RootCertStore, ServerConfig,
+    crypto::ring,
+    server::{WebPkiClientVerifier, danger::ClientCertVerifier},
+    version,
+};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+    task::JoinHandle,
+};
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_stream::wrappers::ReceiverStream;
-use tracing::{debug, warn};
+use tonic::transport::server::Connected;
+use tracing::{debug, error, warn};
+
+use crate::{
+    audit::{Action, Actor, Audit, Event},
+    auth::{Caller, IdentityError, caller_from_certificate},
+    throttle::Throttle,
+};
 
 /// The TLS material could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +61,9 @@ pub enum TlsError {
     /// rustls refused the certificate and key.
     #[error("tls: {0}")]
     Rustls(#[from] rustls::Error),
+    /// The client CA could not be used to verify clients.
+    #[error("tls.client_ca: {0}")]
+    ClientCa(String),
 }
 
 /// Reads a PEM certificate chain.
@@ -53,16 +88,129 @@ pub fn load_key(what: &'static str, path: &Path) -> Result<PrivateKeyDer<'static
     })
 }
 
-/// A server configuration for the gRPC port from a certificate chain and key.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+fn client_verifier(client_ca: &Path) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs("tls.client_ca", client_ca)? {
+        roots.add(cert).map_err(|e| TlsError::ClientCa(e.to_string()))?;
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(ring::default_provider()))
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| TlsError::ClientCa(e.to_string()))
+}
+
+/// A server configuration for the gRPC port: the server's chain and key, and the CA whose
+/// client certificates identify callers.
+pub fn server_config(cert: &Path, key: &Path, client_ca: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = load_certs("tls.cert", cert)?;
     let key = load_key("tls.key", key)?;
     let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_protocol_versions(&[&version::TLS13, &version::TLS12])?
-        .with_no_client_auth()
+        .with_client_cert_verifier(client_verifier(client_ca)?)
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The far end of a connection: its address and who its certificate says it is.
+#[derive(Debug)]
+pub struct Peer {
+    /// The remote address.
+    pub addr: SocketAddr,
+    /// The caller, or why there is none.
+    pub identity: Result<Caller, IdentityError>,
+}
+
+/// A TLS connection that carries its [`Peer`] into every request made on it.
+#[derive(Debug)]
+pub struct PeerStream {
+    inner: TlsStream<TcpStream>,
+    peer: Arc<Peer>,
+}
+
+impl Connected for PeerStream {
+    type ConnectInfo = Arc<Peer>;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.peer.clone()
+    }
+}
+
+impl AsyncRead for PeerStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for PeerStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+fn identify(tls: &TlsStream<TcpStream>) -> Result<Caller, IdentityError> {
+    let (_, session) = tls.get_ref();
+    let leaf =
+        session.peer_certificates().and_then(|certs| certs.first()).ok_or(IdentityError::NoCertificate)?;
+    caller_from_certificate(leaf)
+}
+
+/// What the acceptor needs besides the socket: TLS settings, the audit log and the
+/// per-peer handshake lock-out.
+#[derive(Debug)]
+pub struct Acceptor {
+    /// The rustls configuration.
+    pub config: Arc<ServerConfig>,
+    /// How long a client gets to finish its handshake.
+    pub handshake_timeout: Duration,
+    /// Where failed handshakes are recorded.
+    pub audit: Arc<Audit>,
+    /// Failed handshakes per peer address.
+    pub throttle: Throttle<IpAddr>,
+}
+
+impl Acceptor {
+    fn handshake_failed(&self, peer: SocketAddr, timed_out: bool) {
+        let (cause, detail) = if timed_out {
+            ("timeout", "tls handshake timed out")
+        } else {
+            ("error", "tls handshake failed")
+        };
+        metrics::counter!("cache_tls_handshake_failures_total", "cause" => cause).increment(1);
+        debug!(%peer, detail, "tls handshake failed");
+        let mut event = Event::new(Action::AuthFailed, "unauthenticated", Actor::Peer(Some(peer)));
+        event.detail = Some(detail);
+        if let Err(err) = self.audit.record(event) {
+            error!(cause = %err, "cannot audit a failed handshake");
+        }
+        if self.throttle.record_failure(&peer.ip()) {
+            warn!(%peer, "too many failed handshakes: refusing this peer for a while");
+            let event = Event::new(Action::PeerThrottled, "resource_exhausted", Actor::Peer(Some(peer)));
+            if let Err(err) = self.audit.record(event) {
+                error!(cause = %err, "cannot audit a peer lock-out");
+            }
+        }
+    }
 }
 
 /// Accepts TCP connections on `listener` and yields those that complete a TLS handshake.
@@ -70,11 +218,10 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
 /// The returned task runs until the stream is dropped; abort it to stop accepting.
 pub fn incoming(
     listener: TcpListener,
-    config: Arc<ServerConfig>,
-    handshake_timeout: Duration,
-) -> (ReceiverStream<io::Result<TlsStream<tokio::net::TcpStream>>>, JoinHandle<()>) {
+    acceptor: Arc<Acceptor>,
+) -> (ReceiverStream<io::Result<PeerStream>>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(64);
-    let acceptor = TlsAcceptor::from(config);
+    let tls = TlsAcceptor::from(acceptor.config.clone());
     let task = tokio::spawn(async move {
         loop {
             let (tcp, peer) = match listener.accept().await {
@@ -89,24 +236,21 @@ pub fn incoming(
             if tx.is_closed() {
                 break;
             }
+            if acceptor.throttle.is_blocked(&peer.ip()) {
+                metrics::counter!("cache_tls_refused_total").increment(1);
+                continue;
+            }
             let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
-            let tx = tx.clone();
+            let (tls, acceptor, tx) = (tls.clone(), acceptor.clone(), tx.clone());
             tokio::spawn(async move {
-                match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(tls)).await;
+                match tokio::time::timeout(acceptor.handshake_timeout, tls.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let identity = identify(&stream);
+                        let peer = Arc::new(Peer { addr: peer, identity });
+                        let _ = tx.send(Ok(PeerStream { inner: stream, peer })).await;
                     }
-                    Ok(Err(err)) => {
-                        metrics::counter!("cache_tls_handshake_failures_total", "cause" => "error")
-                            .increment(1);
-                        debug!(%peer, cause = %err, "tls handshake failed");
-                    }
-                    Err(_) => {
-                        metrics::counter!("cache_tls_handshake_failures_total", "cause" => "timeout")
-                            .increment(1);
-                        debug!(%peer, "tls handshake timed out");
-                    }
+                    Ok(Err(_)) => acceptor.handshake_failed(peer, false),
+                    Err(_) => acceptor.handshake_failed(peer, true),
                 }
             });
         }

@@ -18,7 +18,7 @@ use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     process::{Child, Command},
 };
-use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cache-server");
 
@@ -37,7 +37,16 @@ fn certs(dir: &std::path::Path) {
         .status()
         .unwrap();
     assert!(status.success());
-    for name in ["ca.pem", "ca.key", "cache-server.pem", "cache-server.key"] {
+    for name in [
+        "ca.pem",
+        "ca.key",
+        "cache-server.pem",
+        "cache-server.key",
+        "admin.pem",
+        "outreach.key",
+        "emr-site-1001.pem",
+        "audit.key",
+    ] {
         assert!(dir.join(name).is_file(), "{name}");
     }
 }
@@ -48,7 +57,8 @@ fn config_file(dir: &std::path::Path) -> std::path::PathBuf {
         &path,
         format!(
             "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\nshutdown_grace_seconds = 5\n\
-             [tls]\ncert = \"{0}/cache-server.pem\"\nkey = \"{0}/cache-server.key\"\n\
+             [tls]\ncert = \"{0}/cache-server.pem\"\nkey = \"{0}/cache-server.key\"\nclient_ca = \"{0}/ca.pem\"\n\
+             [audit]\npath = \"{0}/audit.jsonl\"\nkey_file = \"{0}/audit.key\"\n\
              [log]\nformat = \"json\"\nfilter = \"debug\"\n",
             dir.display()
         ),
@@ -96,9 +106,15 @@ async fn spawn(config: &std::path::Path, extra: &[&str]) -> Daemon {
 }
 
 impl Daemon {
-    async fn client(&self, ca: &str) -> ContactCacheClient<Channel> {
+    async fn client(&self, dir: &std::path::Path, name: &str) -> ContactCacheClient<Channel> {
         install_crypto_provider();
-        let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)).domain_name("localhost");
+        let ca = std::fs::read_to_string(dir.join("ca.pem")).unwrap();
+        let cert = std::fs::read_to_string(dir.join(format!("{name}.pem"))).unwrap();
+        let key = std::fs::read_to_string(dir.join(format!("{name}.key"))).unwrap();
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca))
+            .identity(Identity::from_pem(cert, key))
+            .domain_name("localhost");
         let channel = Channel::from_shared(format!("https://{}", self.grpc))
             .unwrap()
             .tls_config(tls)
@@ -143,11 +159,12 @@ async fn bad_configuration_exits_64_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     certs(dir.path());
     let config = config_file(dir.path());
-    let cases: [&[&str]; 4] = [
+    let cases: [&[&str]; 5] = [
         &["--set", "store.retention_days=31"],
         &["--set", "store.sweep_schedule=sometimes"],
         &["--set", "tls.cert=/nonexistent.pem"],
         &["--set", "store.unknown_setting=1"],
+        &["--set", "audit.key_file=/nonexistent.key"],
     ];
     for extra in cases {
         let out = std::process::Command::new(BIN).arg("--config").arg(&config).args(extra).output().unwrap();
@@ -176,24 +193,23 @@ async fn serves_locks_memory_drains_on_sigterm_and_restarts_empty() {
     let dir = tempfile::tempdir().unwrap();
     certs(dir.path());
     let config = config_file(dir.path());
-    let ca = std::fs::read_to_string(dir.path().join("ca.pem")).unwrap();
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
 
     let daemon = spawn(&config, if root { &[] } else { &["--allow-unlocked"] }).await;
-    let mut client = daemon.client(&ca).await;
+    let mut emr = daemon.client(dir.path(), "emr-site-1001").await;
+    let mut outreach = daemon.client(dir.path(), "outreach").await;
+    let mut admin = daemon.client(dir.path(), "admin").await;
     let mut planted = Vec::new();
     let mut guids = Vec::new();
     for n in 0..20 {
         let c = contact(n);
         planted.extend([c.phone.clone(), c.email.clone()]);
-        guids.push(
-            client.put_contact(PutContactRequest { contact: Some(c) }).await.unwrap().into_inner().guid,
-        );
+        guids.push(emr.put_contact(PutContactRequest { contact: Some(c) }).await.unwrap().into_inner().guid);
     }
-    let back = client.get_contact(GetContactRequest { guid: guids[3].clone() }).await.unwrap().into_inner();
+    let back = outreach.get_contact(GetContactRequest { guid: guids[3].clone() }).await.unwrap().into_inner();
     assert_eq!(back.phone, "+16135550003");
-    let stats = client.stats(StatsRequest {}).await.unwrap().into_inner();
+    let stats = admin.stats(StatsRequest {}).await.unwrap().into_inner();
     assert_eq!(stats.entries, 20);
     if root {
         assert!(stats.memory_locked);
@@ -212,13 +228,36 @@ async fn serves_locks_memory_drains_on_sigterm_and_restarts_empty() {
     let mut logs = daemon.terminate().await;
 
     let daemon = spawn(&config, if root { &[] } else { &["--allow-unlocked"] }).await;
-    let mut client = daemon.client(&ca).await;
-    let stats = client.stats(StatsRequest {}).await.unwrap().into_inner();
+    let mut admin = daemon.client(dir.path(), "admin").await;
+    let mut outreach = daemon.client(dir.path(), "outreach").await;
+    let stats = admin.stats(StatsRequest {}).await.unwrap().into_inner();
     assert_eq!(stats.entries, 0, "a restart starts empty");
     assert_ne!(stats.instance_epoch, first_epoch);
-    let status = client.get_contact(GetContactRequest { guid: guids[3].clone() }).await.unwrap_err();
+    let status = outreach.get_contact(GetContactRequest { guid: guids[3].clone() }).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound);
     logs.extend(daemon.terminate().await);
+
+    // The audit log: the puts are on record under their GUIDs' hashes, as the audit-hash
+    // subcommand computes them, and it holds no contact data.
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["audit-hash", "--key-file"])
+        .arg(dir.path().join("audit.key"))
+        .args(&guids[..2])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let hashes = String::from_utf8(out.stdout).unwrap();
+    for (line, guid) in hashes.lines().zip(&guids) {
+        let (shown, hash) = line.split_once(' ').unwrap();
+        assert_eq!(shown, guid);
+        let put = audit.lines().find(|l| l.contains(hash) && l.contains("CONTACT_PUT"));
+        assert!(put.is_some(), "the put of {guid} is on record");
+    }
+    assert!(audit.lines().count() >= 20 + 2 + 4, "puts, get, stats, starts and stops");
+    for value in planted.iter().chain(&guids) {
+        assert!(!audit.contains(value.as_str()), "the audit log holds a planted value or a raw GUID");
+    }
 
     let logs = logs.join("\n");
     assert!(logs.contains("SIGTERM received"));

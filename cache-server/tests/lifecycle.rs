@@ -49,36 +49,50 @@ async fn health_and_reflection_are_served_on_the_same_port() {
 async fn the_scheduled_sweep_erases_expired_contacts() {
     // Every second, so the test need not wait for midnight; the clock it judges by is moved.
     let server = start(|c| c.store.sweep_schedule = "* * * * * *".into()).await;
-    let mut client = server.client().await;
-    let old =
-        client.put_contact(PutContactRequest { contact: Some(contact(1)) }).await.unwrap().into_inner().guid;
+    let mut c = server.clients().await;
+    let old = c
+        .emr("site-1001")
+        .put_contact(PutContactRequest { contact: Some(contact(1)) })
+        .await
+        .unwrap()
+        .into_inner()
+        .guid;
     server.clock.advance(SignedDuration::from_hours(24 * 20));
-    let young =
-        client.put_contact(PutContactRequest { contact: Some(contact(2)) }).await.unwrap().into_inner().guid;
+    let young = c
+        .emr("site-1001")
+        .put_contact(PutContactRequest { contact: Some(contact(2)) })
+        .await
+        .unwrap()
+        .into_inner()
+        .guid;
     server.clock.advance(SignedDuration::from_hours(24 * 11));
 
-    let mut stats = client.stats(StatsRequest {}).await.unwrap().into_inner();
+    let mut stats = c.admin.stats(StatsRequest {}).await.unwrap().into_inner();
     for _ in 0..300 {
         if stats.last_sweep_at.is_some_and(|_| stats.entries == 1) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        stats = client.stats(StatsRequest {}).await.unwrap().into_inner();
+        stats = c.admin.stats(StatsRequest {}).await.unwrap().into_inner();
     }
     assert_eq!(stats.entries, 1, "the old contact was swept");
     assert_eq!(stats.day_keys, 1, "its day key was destroyed");
-    let status = client.get_contact(GetContactRequest { guid: old }).await.unwrap_err();
+    let status = c.outreach.get_contact(GetContactRequest { guid: old }).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
-    client.get_contact(GetContactRequest { guid: young }).await.unwrap();
+    c.outreach.get_contact(GetContactRequest { guid: young }).await.unwrap();
 }
 
 #[tokio::test]
 async fn a_request_in_flight_finishes_after_the_shutdown_signal() {
     let mut server = start(|_| {}).await;
-    let mut client = server.client().await;
+    let mut c = server.clients().await;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let mut results =
-        client.put_contacts(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+    let mut results = c
+        .emr("site-1001")
+        .put_contacts(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
     tx.send(PutContactRequest { contact: Some(contact(1)) }).await.unwrap();
     assert!(results.message().await.unwrap().unwrap().error.is_none());
 
@@ -98,38 +112,34 @@ async fn a_request_in_flight_finishes_after_the_shutdown_signal() {
 #[tokio::test]
 async fn new_calls_are_refused_while_draining_and_run_returns() {
     let server = start(|_| {}).await;
-    let channel = server.channel().await;
+    let channel = server.try_channel(Some(server.identity("admin"))).await.unwrap();
     server.stop().await.unwrap();
-    let mut client = proto::v1::contact_cache_client::ContactCacheClient::new(channel);
-    assert!(client.stats(StatsRequest {}).await.is_err());
+    let mut admin = proto::v1::contact_cache_client::ContactCacheClient::new(channel);
+    assert!(admin.stats(StatsRequest {}).await.is_err());
 }
 
 #[tokio::test]
 async fn a_restart_starts_empty_with_a_new_epoch() {
     let (config, dir, ca) = test_config();
-    let first = common::start_with(config.clone(), dir, ca).await;
-    let mut client = first.client().await;
-    let guid =
-        client.put_contact(PutContactRequest { contact: Some(contact(1)) }).await.unwrap().into_inner().guid;
-    let before = client.stats(StatsRequest {}).await.unwrap().into_inner();
+    let first = common::start_with(config.clone(), dir.clone(), ca.clone()).await;
+    let mut c = first.clients().await;
+    let guid = c
+        .emr("site-1001")
+        .put_contact(PutContactRequest { contact: Some(contact(1)) })
+        .await
+        .unwrap()
+        .into_inner()
+        .guid;
+    let before = c.admin.stats(StatsRequest {}).await.unwrap().into_inner();
     assert_eq!(before.entries, 1);
-    let (ca, dir) = (first.ca_pem.clone(), tempfile::tempdir().unwrap());
-    let certs = first.dir.path().to_path_buf();
-    // Keep the certificates: move them out of the first server's folder before it goes.
-    for name in ["cache-server.pem", "cache-server.key"] {
-        std::fs::copy(certs.join(name), dir.path().join(name)).unwrap();
-    }
     first.stop().await.unwrap();
 
-    let mut config = config;
-    config.tls.cert = dir.path().join("cache-server.pem");
-    config.tls.key = dir.path().join("cache-server.key");
     let second = common::start_with(config, dir, ca).await;
-    let mut client = second.client().await;
-    let after = client.stats(StatsRequest {}).await.unwrap().into_inner();
+    let mut c = second.clients().await;
+    let after = c.admin.stats(StatsRequest {}).await.unwrap().into_inner();
     assert_eq!(after.entries, 0);
     assert_ne!(after.instance_epoch, before.instance_epoch);
-    let status = client.get_contact(GetContactRequest { guid }).await.unwrap_err();
+    let status = c.outreach.get_contact(GetContactRequest { guid }).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
 }
 
@@ -145,8 +155,8 @@ async fn memory_is_locked_after_start_up_when_run_as_root() {
         eprintln!("not root: checked the refusal instead of VmLck");
         return;
     }
-    let mut client = server.client().await;
-    assert!(client.stats(StatsRequest {}).await.unwrap().into_inner().memory_locked);
+    let mut c = server.clients().await;
+    assert!(c.admin.stats(StatsRequest {}).await.unwrap().into_inner().memory_locked);
     let locked = cache_server::memory::locked_kib().unwrap();
     assert!(locked > 0, "VmLck is {locked} kB");
 }

@@ -40,7 +40,7 @@ async fn logs_hold_no_planted_contact_data() {
     tracing_subscriber::fmt().with_env_filter("trace").with_writer(capture.clone()).json().init();
 
     let server = start(|c| c.store.max_entries = 200).await;
-    let mut client = server.client().await;
+    let mut c = server.clients().await;
     let good = rows("contacts.csv");
     let bad = rows("contacts-bad.csv");
 
@@ -57,7 +57,7 @@ async fn logs_hold_no_planted_contact_data() {
     let mut guids = Vec::new();
     for n in 0..5 {
         guids.push(
-            client
+            c.emr("site-1001")
                 .put_contact(PutContactRequest { contact: Some(contact(n)) })
                 .await
                 .unwrap()
@@ -65,27 +65,31 @@ async fn logs_hold_no_planted_contact_data() {
                 .guid,
         );
     }
-    client.get_contact(GetContactRequest { guid: guids[0].clone() }).await.unwrap();
-    client.delete_contact(DeleteContactRequest { guid: guids[1].clone() }).await.unwrap();
-    client.opt_out(OptOutRequest { guid: guids[2].clone() }).await.unwrap();
-    let _ = client.get_contact(GetContactRequest { guid: guids[2].clone() }).await.unwrap_err();
+    c.outreach.get_contact(GetContactRequest { guid: guids[0].clone() }).await.unwrap();
+    c.emr("site-1001").delete_contact(DeleteContactRequest { guid: guids[1].clone() }).await.unwrap();
+    c.bridge.opt_out(OptOutRequest { guid: guids[2].clone() }).await.unwrap();
+    let _ = c.outreach.get_contact(GetContactRequest { guid: guids[2].clone() }).await.unwrap_err();
 
     // Bad rows one by one, then everything in a stream that overruns the bound.
     for row in &bad {
-        let _ = client.put_contact(PutContactRequest { contact: Some(row.to_contact()) }).await.unwrap_err();
+        let _ = c
+            .emr("site-1001")
+            .put_contact(PutContactRequest { contact: Some(row.to_contact()) })
+            .await
+            .unwrap_err();
     }
     let all: Vec<_> = good
         .iter()
         .chain(bad.iter())
         .map(|row| PutContactRequest { contact: Some(row.to_contact()) })
         .collect();
-    let mut results = client.put_contacts(tokio_stream::iter(all)).await.unwrap().into_inner();
+    let mut results = c.emr("site-1001").put_contacts(tokio_stream::iter(all)).await.unwrap().into_inner();
     while results.message().await.unwrap().is_some() {}
 
     // Expiry and the sweep.
     server.clock.advance(SignedDuration::from_hours(24 * 31));
-    let _ = client.get_contact(GetContactRequest { guid: guids[0].clone() }).await.unwrap_err();
-    client.stats(StatsRequest {}).await.unwrap();
+    let _ = c.outreach.get_contact(GetContactRequest { guid: guids[0].clone() }).await.unwrap_err();
+    c.admin.stats(StatsRequest {}).await.unwrap();
     server.stop().await.unwrap();
 
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();

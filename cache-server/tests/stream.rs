@@ -10,7 +10,7 @@ use tonic::Code;
 #[tokio::test]
 async fn bulk_stream_with_good_and_bad_items_mixed() {
     let server = start(|_| {}).await;
-    let mut client = server.client().await;
+    let mut c = server.clients().await;
     let good = rows("contacts.csv");
     let bad = rows("contacts-bad.csv");
 
@@ -32,14 +32,22 @@ async fn bulk_stream_with_good_and_bad_items_mixed() {
 
     let requests: Vec<PutContactRequest> =
         sent.iter().map(|(row, _)| PutContactRequest { contact: Some(row.to_contact()) }).collect();
-    let mut results = client.put_contacts(tokio_stream::iter(requests)).await.unwrap().into_inner();
+    let mut results =
+        c.emr("site-1001").put_contacts(tokio_stream::iter(requests)).await.unwrap().into_inner();
 
     let mut stored = Vec::new();
     let mut index = 0u64;
     while let Some(result) = results.message().await.unwrap() {
         assert_eq!(result.index, index, "results come in order");
         let (row, bad_field) = sent[index as usize];
+        // This connector is site-1001's: other sites' rows are not its to store.
+        let other_site = bad_field.is_none() && row.site_id != "site-1001";
         match bad_field {
+            None if other_site => {
+                let error = result.error.unwrap_or_else(|| panic!("{} crossed sites", row.row_id));
+                assert_eq!(error.code, Code::PermissionDenied as i32);
+                assert_eq!(error.field, "contact.site_id");
+            }
             None => {
                 assert!(result.error.is_none(), "{}: {:?}", row.row_id, result.error);
                 assert_eq!(result.guid.len(), 36);
@@ -58,10 +66,14 @@ async fn bulk_stream_with_good_and_bad_items_mixed() {
     }
     assert_eq!(index as usize, sent.len(), "one result per item");
 
-    let stats = client.stats(StatsRequest {}).await.unwrap().into_inner();
-    assert_eq!(stats.entries, good.len() as u64);
+    let own = good.iter().filter(|row| row.site_id == "site-1001").count();
+    assert!(own > 20 && own < good.len());
+    let stats = c.admin.stats(StatsRequest {}).await.unwrap().into_inner();
+    assert_eq!(stats.entries, own as u64);
+    assert_eq!(stored.len(), own);
     for (guid, row) in stored.iter().step_by(17) {
-        let back = client.get_contact(GetContactRequest { guid: guid.clone() }).await.unwrap().into_inner();
+        let back =
+            c.outreach.get_contact(GetContactRequest { guid: guid.clone() }).await.unwrap().into_inner();
         assert_eq!((&back.phone, &back.email, &back.provider_id), (&row.phone, &row.email, &row.provider_id));
     }
 }
@@ -69,11 +81,16 @@ async fn bulk_stream_with_good_and_bad_items_mixed() {
 #[tokio::test]
 async fn the_bound_refuses_items_without_stopping_the_stream() {
     let server = start(|c| c.store.max_entries = 10).await;
-    let mut client = server.client().await;
+    let mut c = server.clients().await;
     let good = rows("contacts.csv");
-    let requests: Vec<_> =
-        good.iter().take(15).map(|row| PutContactRequest { contact: Some(row.to_contact()) }).collect();
-    let mut results = client.put_contacts(tokio_stream::iter(requests)).await.unwrap().into_inner();
+    let requests: Vec<_> = good
+        .iter()
+        .filter(|row| row.site_id == "site-1001")
+        .take(15)
+        .map(|row| PutContactRequest { contact: Some(row.to_contact()) })
+        .collect();
+    let mut results =
+        c.emr("site-1001").put_contacts(tokio_stream::iter(requests)).await.unwrap().into_inner();
     let mut codes = Vec::new();
     while let Some(result) = results.message().await.unwrap() {
         codes.push(result.error.map_or(0, |e| e.code));
@@ -86,14 +103,15 @@ async fn the_bound_refuses_items_without_stopping_the_stream() {
 #[tokio::test]
 async fn an_undecodable_item_ends_the_stream_after_the_earlier_results() {
     let server = start(|c| c.store.max_message_bytes = 2048).await;
-    let mut client = server.client().await;
-    let good = rows("contacts.csv");
+    let mut c = server.clients().await;
+    let good: Vec<_> = rows("contacts.csv").into_iter().filter(|row| row.site_id == "site-1001").collect();
     let mut requests: Vec<_> =
         good.iter().take(3).map(|row| PutContactRequest { contact: Some(row.to_contact()) }).collect();
     let mut huge = good[3].to_contact();
     huge.campaign_id = "c".repeat(8192);
     requests.push(PutContactRequest { contact: Some(huge) });
-    let mut results = client.put_contacts(tokio_stream::iter(requests)).await.unwrap().into_inner();
+    let mut results =
+        c.emr("site-1001").put_contacts(tokio_stream::iter(requests)).await.unwrap().into_inner();
     for i in 0..3 {
         let result = results.message().await.unwrap().unwrap();
         assert_eq!(result.index, i);

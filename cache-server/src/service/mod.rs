@@ -1,5 +1,12 @@
 //! The `contactcache.v1.ContactCache` gRPC service, one file per request family.
 //!
+//! Every call is authorised first ([`Context::authorize`]: identity from the connection's
+//! client certificate, role checked against [`crate::auth::POLICY`], lock-out checked), and
+//! every operation and denial is audited. Audit is fail-closed: if the line cannot be
+//! written the call answers UNAVAILABLE, a contact just stored is erased again and a contact
+//! just read is not returned. (An erasure or opt-out that was done stays done: both are the
+//! safe direction.)
+//!
 //! Handlers log no request content: not contact data, not GUIDs. Each answer is counted
 //! in `cache_requests_total{rpc, code}`.
 
@@ -7,7 +14,7 @@ mod contact;
 mod put;
 mod stats;
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
 use jiff::Timestamp;
 use proto::v1::{
@@ -16,9 +23,18 @@ use proto::v1::{
     contact_cache_server::ContactCache,
 };
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
+use tracing::{error, warn};
 
-use crate::{memory::Protection, store::Store};
+use crate::{
+    audit::{Action, Actor, Audit, Event},
+    auth::{Caller, Rpc, allowed},
+    guid::Guid,
+    memory::Protection,
+    store::Store,
+    throttle::Throttle,
+    tls::Peer,
+};
 
 /// What the service knows of the process it runs in.
 #[derive(Debug, Clone, Copy)]
@@ -31,41 +47,168 @@ pub struct Instance {
     pub protection: Protection,
 }
 
-/// The gRPC service over a [`Store`].
+/// Everything a request may touch.
+#[derive(Debug)]
+pub struct Context {
+    /// The contacts.
+    pub store: Arc<Store>,
+    /// The audit log.
+    pub audit: Arc<Audit>,
+    /// NOT_FOUND answers per caller, for lock-outs.
+    pub lockout: Throttle<String>,
+    /// This process.
+    pub instance: Instance,
+}
+
+/// An authorised caller and where it called from.
+#[derive(Debug, Clone)]
+pub(crate) struct Authorized {
+    caller: Caller,
+    addr: Option<SocketAddr>,
+}
+
+impl Authorized {
+    fn actor(&self) -> Actor<'_> {
+        Actor::Caller(&self.caller, self.addr)
+    }
+}
+
+/// The audit log could not be written: the call is refused.
+fn audit_unavailable() -> Status {
+    Status::unavailable("the audit log cannot be written; the request was not carried out")
+}
+
+/// The audit action of an RPC.
+fn action_of(rpc: Rpc) -> Action {
+    match rpc {
+        Rpc::PutContact | Rpc::PutContacts => Action::ContactPut,
+        Rpc::GetContact => Action::ContactGet,
+        Rpc::DeleteContact => Action::ContactDelete,
+        Rpc::OptOut => Action::OptOut,
+        Rpc::Stats => Action::StatsRead,
+    }
+}
+
+/// The audit result of an answer: `ok` or the lower-case code name.
+fn result_name<T>(result: &Result<T, Status>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(status) => match status.code() {
+            Code::InvalidArgument => "invalid_argument",
+            Code::NotFound => "not_found",
+            Code::ResourceExhausted => "resource_exhausted",
+            Code::PermissionDenied => "permission_denied",
+            Code::Unauthenticated => "unauthenticated",
+            Code::Unavailable => "unavailable",
+            _ => "internal",
+        },
+    }
+}
+
+impl Context {
+    fn record(&self, event: Event<'_>) -> Result<(), Status> {
+        self.audit.record(event).map_err(|err| {
+            error!(cause = %err, "audit write failed; refusing the request");
+            audit_unavailable()
+        })
+    }
+
+    /// Identifies the caller of `request` and checks that it may call `rpc` now.
+    pub(crate) fn authorize<T>(&self, request: &Request<T>, rpc: Rpc) -> Result<Authorized, Status> {
+        let peer = request.extensions().get::<Arc<Peer>>();
+        let addr = peer.map(|p| p.addr);
+        let caller = match peer.map(|p| &p.identity) {
+            Some(Ok(caller)) => caller.clone(),
+            identity => {
+                let detail = match identity {
+                    Some(Err(err)) => err.to_string(),
+                    _ => "no tls connection".to_string(),
+                };
+                let mut event = Event::new(Action::AuthFailed, "unauthenticated", Actor::Peer(addr));
+                event.rpc = Some(rpc.as_str());
+                event.detail = Some(&detail);
+                self.record(event)?;
+                return Err(Status::unauthenticated(
+                    "a client certificate naming a contactcache role is required",
+                ));
+            }
+        };
+        let who = Authorized { caller, addr };
+        if !allowed(who.caller.role, rpc) {
+            let mut event = Event::new(Action::PermissionDenied, "permission_denied", who.actor());
+            event.rpc = Some(rpc.as_str());
+            self.record(event)?;
+            return Err(Status::permission_denied(format!(
+                "role {} may not call {}",
+                who.caller.role,
+                rpc.as_str()
+            )));
+        }
+        if self.lockout.is_blocked(&who.caller.key()) {
+            let mut event = Event::new(action_of(rpc), "resource_exhausted", who.actor());
+            event.rpc = Some(rpc.as_str());
+            event.detail = Some("caller throttled");
+            self.record(event)?;
+            return Err(Status::resource_exhausted("too many requests for unknown GUIDs; try again later"));
+        }
+        Ok(who)
+    }
+
+    /// Audits the answer of one operation. An error means the answer must not be given.
+    pub(crate) fn audit_answer<T>(
+        &self,
+        who: &Authorized,
+        rpc: Rpc,
+        guid: Option<&Guid>,
+        result: &Result<T, Status>,
+    ) -> Result<(), Status> {
+        let mut event = Event::new(action_of(rpc), result_name(result), who.actor());
+        event.rpc = Some(rpc.as_str());
+        event.guid = guid;
+        self.record(event)
+    }
+
+    /// Counts a NOT_FOUND against the caller; audits the start of a lock-out.
+    pub(crate) fn count_not_found(&self, who: &Authorized) {
+        if self.lockout.record_failure(&who.caller.key()) {
+            warn!(caller = %who.caller.name, role = %who.caller.role, "too many unknown GUIDs: caller throttled");
+            let event = Event::new(Action::CallerThrottled, "resource_exhausted", who.actor());
+            if let Err(err) = self.audit.record(event) {
+                error!(cause = %err, "cannot audit a caller lock-out");
+            }
+        }
+    }
+}
+
+/// The gRPC service.
 #[derive(Debug, Clone)]
 pub struct CacheService {
-    store: Arc<Store>,
-    instance: Instance,
+    ctx: Arc<Context>,
 }
 
 impl CacheService {
-    /// A service answering from `store`.
-    pub fn new(store: Arc<Store>, instance: Instance) -> Self {
-        CacheService { store, instance }
+    /// A service over `ctx`.
+    pub fn new(ctx: Arc<Context>) -> Self {
+        CacheService { ctx }
     }
 }
 
 /// Counts one answer of `rpc`.
-fn observe<T>(rpc: &'static str, result: &Result<T, Status>) {
+fn observe<T>(rpc: Rpc, result: &Result<T, Status>) {
     let code = match result {
-        Ok(_) => tonic::Code::Ok,
-        Err(status) => status.code(),
+        Ok(_) => "OK",
+        Err(status) => match status.code() {
+            Code::InvalidArgument => "INVALID_ARGUMENT",
+            Code::NotFound => "NOT_FOUND",
+            Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Code::PermissionDenied => "PERMISSION_DENIED",
+            Code::Unauthenticated => "UNAUTHENTICATED",
+            Code::Unavailable => "UNAVAILABLE",
+            Code::Internal => "INTERNAL",
+            _ => "OTHER",
+        },
     };
-    metrics::counter!("cache_requests_total", "rpc" => rpc, "code" => code_name(code)).increment(1);
-}
-
-fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        InvalidArgument => "INVALID_ARGUMENT",
-        NotFound => "NOT_FOUND",
-        ResourceExhausted => "RESOURCE_EXHAUSTED",
-        PermissionDenied => "PERMISSION_DENIED",
-        Unauthenticated => "UNAUTHENTICATED",
-        Internal => "INTERNAL",
-        _ => "OTHER",
-    }
+    metrics::counter!("cache_requests_total", "rpc" => rpc.as_str(), "code" => code).increment(1);
 }
 
 fn timestamp(t: Timestamp) -> prost_types::Timestamp {
@@ -78,8 +221,12 @@ impl ContactCache for CacheService {
         &self,
         request: Request<PutContactRequest>,
     ) -> Result<Response<PutContactResponse>, Status> {
-        let result = put::one(&self.store, request.into_inner()).map(Response::new);
-        observe("PutContact", &result);
+        let result = self
+            .ctx
+            .authorize(&request, Rpc::PutContact)
+            .and_then(|who| put::one(&self.ctx, &who, Rpc::PutContact, request.into_inner()))
+            .map(Response::new);
+        observe(Rpc::PutContact, &result);
         result
     }
 
@@ -89,12 +236,19 @@ impl ContactCache for CacheService {
         &self,
         request: Request<Streaming<PutContactRequest>>,
     ) -> Result<Response<Self::PutContactsStream>, Status> {
-        Ok(Response::new(put::stream(self.store.clone(), request.into_inner())))
+        let who = self.ctx.authorize(&request, Rpc::PutContacts).inspect_err(|status| {
+            observe::<()>(Rpc::PutContacts, &Err(status.clone()));
+        })?;
+        Ok(Response::new(put::stream(self.ctx.clone(), who, request.into_inner())))
     }
 
     async fn get_contact(&self, request: Request<GetContactRequest>) -> Result<Response<Contact>, Status> {
-        let result = contact::get(&self.store, &request.into_inner().guid).map(Response::new);
-        observe("GetContact", &result);
+        let result = self
+            .ctx
+            .authorize(&request, Rpc::GetContact)
+            .and_then(|who| contact::get(&self.ctx, &who, &request.into_inner().guid))
+            .map(Response::new);
+        observe(Rpc::GetContact, &result);
         result
     }
 
@@ -102,22 +256,33 @@ impl ContactCache for CacheService {
         &self,
         request: Request<DeleteContactRequest>,
     ) -> Result<Response<DeleteContactResponse>, Status> {
-        let result = contact::delete(&self.store, &request.into_inner().guid)
+        let result = self
+            .ctx
+            .authorize(&request, Rpc::DeleteContact)
+            .and_then(|who| contact::delete(&self.ctx, &who, &request.into_inner().guid))
             .map(|()| Response::new(DeleteContactResponse {}));
-        observe("DeleteContact", &result);
+        observe(Rpc::DeleteContact, &result);
         result
     }
 
     async fn opt_out(&self, request: Request<OptOutRequest>) -> Result<Response<OptOutResponse>, Status> {
-        let result = contact::opt_out(&self.store, &request.into_inner().guid)
+        let result = self
+            .ctx
+            .authorize(&request, Rpc::OptOut)
+            .and_then(|who| contact::opt_out(&self.ctx, &who, &request.into_inner().guid))
             .map(|()| Response::new(OptOutResponse {}));
-        observe("OptOut", &result);
+        observe(Rpc::OptOut, &result);
         result
     }
 
-    async fn stats(&self, _request: Request<StatsRequest>) -> Result<Response<StatsResponse>, Status> {
-        let result = Ok(Response::new(stats::response(&self.store, &self.instance)));
-        observe("Stats", &result);
+    async fn stats(&self, request: Request<StatsRequest>) -> Result<Response<StatsResponse>, Status> {
+        let result = self.ctx.authorize(&request, Rpc::Stats).and_then(|who| {
+            let answer = Ok(stats::response(&self.ctx.store, &self.ctx.instance));
+            self.ctx.audit_answer(&who, Rpc::Stats, None, &answer)?;
+            answer
+        });
+        let result = result.map(Response::new);
+        observe(Rpc::Stats, &result);
         result
     }
 }

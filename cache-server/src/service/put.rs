@@ -5,30 +5,65 @@ use std::sync::Arc;
 use proto::v1::{ItemError, PutContactRequest, PutContactResponse, PutContactResult};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Status, Streaming};
-use tonic_types::StatusExt;
+use tonic::{Code, Status, Streaming};
+use tonic_types::{ErrorDetails, StatusExt};
 
-use super::{observe, timestamp};
-use crate::{error::invalid, store::Store, validate::FieldError};
+use super::{Authorized, Context, observe, timestamp};
+use crate::{auth::Rpc, error::invalid, validate::FieldError};
 
 /// Results a slow reader may leave unread before the stream stops taking items.
 const STREAM_BUFFER: usize = 128;
 
-/// Stores the contact of one request.
-pub(super) fn one(store: &Store, request: PutContactRequest) -> Result<PutContactResponse, Status> {
+/// Checks, stores and audits the contact of one request.
+pub(super) fn one(
+    ctx: &Context,
+    who: &Authorized,
+    rpc: Rpc,
+    request: PutContactRequest,
+) -> Result<PutContactResponse, Status> {
+    let result = store(ctx, who, request);
+    let guid = result.as_ref().ok().map(|(guid, _)| *guid);
+    if let Err(status) = ctx.audit_answer(who, rpc, guid.as_ref(), &result) {
+        // Fail closed: what cannot be audited is not kept.
+        if let Some(guid) = guid {
+            let _ = ctx.store.delete(&guid, None);
+        }
+        return Err(status);
+    }
+    result
+        .map(|(guid, expires_at)| PutContactResponse { guid: guid.to_string(), expires_at: Some(expires_at) })
+}
+
+fn store(
+    ctx: &Context,
+    who: &Authorized,
+    request: PutContactRequest,
+) -> Result<(crate::guid::Guid, prost_types::Timestamp), Status> {
     let contact =
         request.contact.ok_or_else(|| invalid(&FieldError { field: "contact", message: "is required" }))?;
-    let stored = store.put(contact)?;
-    Ok(PutContactResponse { guid: stored.guid.to_string(), expires_at: Some(timestamp(stored.expires_at)) })
+    // A malformed site is a bad argument; a well-formed other site is not this caller's.
+    crate::validate::id("contact.site_id", &contact.site_id).map_err(|e| invalid(&e))?;
+    if let Some(site) = &who.caller.site
+        && contact.site_id != *site
+    {
+        return Err(Status::with_error_details(
+            Code::PermissionDenied,
+            "contact.site_id: is not the caller's site",
+            ErrorDetails::with_bad_request_violation("contact.site_id", "is not the caller's site"),
+        ));
+    }
+    let stored = ctx.store.put(contact)?;
+    Ok((stored.guid, timestamp(stored.expires_at)))
 }
 
 /// Stores each request of `inbound` in turn and answers each, in order.
 ///
 /// A refused item gets an error result and the stream goes on. A request that cannot be
-/// decoded at all (too large, malformed) ends the stream with its status, after the results
-/// of the items before it.
+/// decoded at all (too large, malformed), or an audit failure, ends the stream with its
+/// status, after the results of the items before it.
 pub(super) fn stream(
-    store: Arc<Store>,
+    ctx: Arc<Context>,
+    who: Authorized,
     mut inbound: Streaming<PutContactRequest>,
 ) -> ReceiverStream<Result<PutContactResult, Status>> {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
@@ -37,13 +72,16 @@ pub(super) fn stream(
         loop {
             let next = match inbound.message().await {
                 Ok(Some(request)) => {
-                    let result = one(&store, request);
-                    observe("PutContacts", &result);
-                    Ok(item_result(index, result))
+                    let result = one(&ctx, &who, Rpc::PutContacts, request);
+                    observe(Rpc::PutContacts, &result);
+                    match result {
+                        Err(status) if status.code() == Code::Unavailable => Err(status),
+                        result => Ok(item_result(index, result)),
+                    }
                 }
                 Ok(None) => break,
                 Err(status) => {
-                    observe::<()>("PutContacts", &Err(status.clone()));
+                    observe::<()>(Rpc::PutContacts, &Err(status.clone()));
                     Err(status)
                 }
             };

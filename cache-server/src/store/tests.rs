@@ -33,9 +33,9 @@ fn put_get_delete_round_trip() {
     assert_eq!(back.email, "patient0001@example.org");
     assert_eq!(back.language, "fr");
     assert_eq!(store.stats().entries, 1);
-    store.delete(&stored.guid).unwrap();
+    store.delete(&stored.guid, None).unwrap();
     assert!(matches!(store.get(&stored.guid), Err(StoreError::NotFound)));
-    assert!(matches!(store.delete(&stored.guid), Err(StoreError::NotFound)));
+    assert!(matches!(store.delete(&stored.guid, None), Err(StoreError::NotFound)));
     assert_eq!(store.stats().entries, 0);
     assert_eq!(store.stats().bytes, 0);
 }
@@ -73,7 +73,7 @@ fn expired_entries_are_unreadable_before_any_sweep() {
     assert!(store.get(&guid).is_ok());
     clock.advance(SignedDuration::from_hours(1));
     assert!(matches!(store.get(&guid), Err(StoreError::NotFound)));
-    assert!(matches!(store.delete(&guid), Err(StoreError::NotFound)));
+    assert!(matches!(store.delete(&guid, None), Err(StoreError::NotFound)));
     assert!(matches!(store.opt_out(&guid), Err(StoreError::NotFound)));
     assert_eq!(store.stats().entries, 1, "the sweep, not the read, erases");
 }
@@ -114,7 +114,7 @@ fn full_store_refuses_and_keeps_what_it_has() {
     for (n, guid) in kept.iter().enumerate() {
         assert_eq!(store.get(guid).unwrap().phone, format!("+1613555{n:04}"));
     }
-    store.delete(&kept[0]).unwrap();
+    store.delete(&kept[0], None).unwrap();
     assert!(store.put(contact(9)).is_ok());
 }
 
@@ -164,4 +164,14 @@ fn clear_forgets_everything() {
     assert!(matches!(store.get(&guid), Err(StoreError::NotFound)));
     assert_eq!(store.stats().entries, 0);
     assert_eq!(store.stats().day_keys, 0);
+}
+
+#[test]
+fn a_site_scoped_delete_leaves_other_sites_alone() {
+    let (store, _) = store(10);
+    let guid = store.put(contact(1)).unwrap().guid;
+    assert!(matches!(store.delete(&guid, Some("site-2002")), Err(StoreError::NotFound)));
+    assert!(store.get(&guid).is_ok());
+    store.delete(&guid, Some("site-1001")).unwrap();
+    assert!(matches!(store.get(&guid), Err(StoreError::NotFound)));
 }

@@ -2,14 +2,14 @@
 //! in the test, and a real tonic client over TLS.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf, sync::Arc};
 
-use cache_server::{Listeners, RunError, certs::DevPki, clock::Clock, config::Config};
+use cache_server::{Listeners, RunError, audit::Audit, certs::DevPki, clock::Clock, config::Config};
 use jiff::Timestamp;
 use proto::v1::{Channel as ContactChannel, Contact, contact_cache_client::ContactCacheClient};
 use tempfile::TempDir;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 /// Where the manual clock of every test server starts.
 pub const START: &str = "2026-11-24T15:00:00Z";
@@ -19,7 +19,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub clock: Clock,
     pub ca_pem: String,
-    pub dir: TempDir,
+    pub dir: Arc<TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), RunError>>>,
 }
@@ -28,19 +28,27 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// A configuration for tests: development certificates in a new temporary folder, memory
-/// locking attempted but not required.
-pub fn test_config() -> (Config, TempDir, String) {
+/// Sites with an EMR connector certificate in every test PKI.
+pub const SITES: [&str; 3] = ["site-1001", "site-1002", "site-1003"];
+
+/// A configuration for tests: a development PKI (CA, server, a certificate per caller role)
+/// and an audit key in a new temporary folder, the audit log beside them, memory locking
+/// attempted but not required.
+pub fn test_config() -> (Config, Arc<TempDir>, String) {
     install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let pki = DevPki::generate(&["localhost".into(), "127.0.0.1".into()]).unwrap();
-    pki.write_to(dir.path()).unwrap();
+    let sites: Vec<String> = SITES.iter().map(|s| s.to_string()).collect();
+    pki.write_all(dir.path(), &sites).unwrap();
     let mut config = Config::default();
     config.tls.cert = dir.path().join("cache-server.pem");
     config.tls.key = dir.path().join("cache-server.key");
+    config.tls.client_ca = dir.path().join("ca.pem");
+    config.audit.path = dir.path().join("audit.jsonl");
+    config.audit.key_file = dir.path().join("audit.key");
     config.memory.allow_unlocked = true;
     config.shutdown_grace_seconds = 30;
-    (config, dir, pki.ca.cert)
+    (config, Arc::new(dir), pki.ca.cert)
 }
 
 /// Starts a server with the test configuration, changed by `tweak`.
@@ -50,35 +58,119 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
     start_with(config, dir, ca_pem).await
 }
 
-pub async fn start_with(config: Config, dir: TempDir, ca_pem: String) -> TestServer {
+pub async fn start_with(config: Config, dir: Arc<TempDir>, ca_pem: String) -> TestServer {
+    start_inner(config, dir, ca_pem, None).await
+}
+
+/// Starts a server whose audit lines go to `sink` instead of the configured file.
+pub async fn start_with_audit_sink(
+    tweak: impl FnOnce(&mut Config),
+    sink: Box<dyn std::io::Write + Send>,
+) -> TestServer {
+    let (mut config, dir, ca_pem) = test_config();
+    tweak(&mut config);
+    start_inner(config, dir, ca_pem, Some(sink)).await
+}
+
+async fn start_inner(
+    config: Config,
+    dir: Arc<TempDir>,
+    ca_pem: String,
+    sink: Option<Box<dyn std::io::Write + Send>>,
+) -> TestServer {
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = grpc.local_addr().unwrap();
     let clock = Clock::manual(START.parse().unwrap());
     let (tx, rx) = oneshot::channel();
-    let handle =
-        tokio::spawn(cache_server::run(Listeners { grpc, metrics: None }, config, clock.clone(), async {
-            let _ = rx.await;
-        }));
+    let listeners = Listeners { grpc, metrics: None };
+    let shutdown = async {
+        let _ = rx.await;
+    };
+    let handle = match sink {
+        None => tokio::spawn(cache_server::run(listeners, config, clock.clone(), shutdown)),
+        Some(sink) => {
+            let key = cache_server::audit::load_key(&config.audit.key_file).unwrap();
+            let audit = Audit::new(sink, key, clock.clone());
+            tokio::spawn(cache_server::run_with_audit(listeners, config, clock.clone(), audit, shutdown))
+        }
+    };
     TestServer { addr, clock, ca_pem, dir, shutdown: Some(tx), handle: Some(handle) }
 }
 
+/// A client of each role: an EMR connector per site in [`SITES`], the outreach worker, the
+/// bridge and an admin.
+pub struct Clients {
+    pub emr: HashMap<String, ContactCacheClient<Channel>>,
+    pub outreach: ContactCacheClient<Channel>,
+    pub bridge: ContactCacheClient<Channel>,
+    pub admin: ContactCacheClient<Channel>,
+}
+
+impl Clients {
+    /// The EMR connector of `site`.
+    pub fn emr(&mut self, site: &str) -> &mut ContactCacheClient<Channel> {
+        self.emr.get_mut(site).unwrap_or_else(|| panic!("no connector for {site:?}"))
+    }
+}
+
 impl TestServer {
-    /// A new TLS connection to the server that trusts the test CA.
-    pub async fn channel(&self) -> Channel {
-        let tls = ClientTlsConfig::new()
+    /// A new TLS connection that trusts the test CA, presenting `identity` if given.
+    pub async fn try_channel(&self, identity: Option<Identity>) -> Result<Channel, tonic::transport::Error> {
+        let mut tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&self.ca_pem))
             .domain_name("localhost");
+        if let Some(identity) = identity {
+            tls = tls.identity(identity);
+        }
         Channel::from_shared(format!("https://127.0.0.1:{}", self.addr.port()))
             .unwrap()
             .tls_config(tls)
             .unwrap()
             .connect()
             .await
-            .unwrap()
     }
 
-    pub async fn client(&self) -> ContactCacheClient<Channel> {
-        ContactCacheClient::new(self.channel().await)
+    /// A new TLS connection with no client certificate.
+    pub async fn channel(&self) -> Channel {
+        self.try_channel(None).await.unwrap()
+    }
+
+    /// The client certificate and key written for `name` (e.g. `outreach`, `emr-site-1001`).
+    pub fn identity(&self, name: &str) -> Identity {
+        let cert = std::fs::read_to_string(self.path(&format!("{name}.pem"))).unwrap();
+        let key = std::fs::read_to_string(self.path(&format!("{name}.key"))).unwrap();
+        Identity::from_pem(cert, key)
+    }
+
+    /// A client presenting the certificate written for `name`.
+    pub async fn client_as(&self, name: &str) -> ContactCacheClient<Channel> {
+        ContactCacheClient::new(self.try_channel(Some(self.identity(name))).await.unwrap())
+    }
+
+    /// A client of each role.
+    pub async fn clients(&self) -> Clients {
+        let mut emr = HashMap::new();
+        for site in SITES {
+            emr.insert(site.to_string(), self.client_as(&format!("emr-{site}")).await);
+        }
+        Clients {
+            emr,
+            outreach: self.client_as("outreach").await,
+            bridge: self.client_as("bridge").await,
+            admin: self.client_as("admin").await,
+        }
+    }
+
+    /// The audit log's lines so far.
+    pub fn audit_lines(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.path("audit.jsonl")).unwrap_or_default();
+        text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+    }
+
+    /// The audit hash of `guid` under this server's key.
+    pub fn guid_hmac(&self, guid: &str) -> String {
+        let key = cache_server::audit::load_key(&self.path("audit.key")).unwrap();
+        cache_server::audit::guid_hmac(&key, &guid.parse().unwrap())
     }
 
     /// Sends the shutdown signal without waiting.

@@ -1,0 +1,282 @@
+//! The audit trail: one JSON line per operation and per denial.
+//!
+//! Each line says when, who (caller name, role, site, peer address), what (an action such
+//! as `CONTACT_GET`) and with what result. A GUID appears only as `guid_hmac`, the
+//! HMAC-SHA256 of its 16 bytes under the audit key, so an auditor holding the key can find a
+//! GUID's events (`cache-server audit-hash`) but the log alone links nothing. No contact
+//! field ever enters a line: the event type has no place for one.
+//!
+//! Writing is fail-closed: if a line cannot be written, [`Audit::record`] returns an error
+//! and the request that caused it fails (see the service).
+
+use std::{
+    fs,
+    io::{self, Write},
+    net::SocketAddr,
+    os::unix::fs::OpenOptionsExt,
+    path::Path,
+    sync::Mutex,
+};
+
+use hmac::{Hmac, KeyInit, Mac};
+use serde::Serialize;
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::{auth::Caller, clock::Clock, guid::Guid};
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Action {
+    /// A contact was stored (or refused).
+    ContactPut,
+    /// A contact was read.
+    ContactGet,
+    /// A contact was erased.
+    ContactDelete,
+    /// A contact was opted out.
+    OptOut,
+    /// Counts were read.
+    StatsRead,
+    /// The sweep ran; `count` entries were erased.
+    SweepCompleted,
+    /// A day's key was destroyed; `detail` is the day.
+    DayKeyDestroyed,
+    /// A connection or call came without a usable identity.
+    AuthFailed,
+    /// A caller called what its role may not.
+    PermissionDenied,
+    /// A caller hit the NOT_FOUND limit and is throttled for a while.
+    CallerThrottled,
+    /// A peer hit the handshake-failure limit and is refused for a while.
+    PeerThrottled,
+    /// The daemon started; `detail` is the SHA-256 of its configuration.
+    ServerStart,
+    /// The daemon stopped.
+    ServerStop,
+}
+
+/// Who acted.
+#[derive(Debug, Clone, Copy)]
+pub enum Actor<'a> {
+    /// The daemon itself (start, stop, sweep).
+    System,
+    /// An identified caller.
+    Caller(&'a Caller, Option<SocketAddr>),
+    /// A peer with no usable identity.
+    Peer(Option<SocketAddr>),
+}
+
+/// One audit event.
+#[derive(Debug, Clone, Copy)]
+pub struct Event<'a> {
+    /// What happened.
+    pub action: Action,
+    /// How it ended: `ok`, or a lower-case gRPC code name such as `not_found` or `denied`.
+    pub result: &'a str,
+    /// Who acted.
+    pub actor: Actor<'a>,
+    /// The GUID concerned, written only as its HMAC.
+    pub guid: Option<&'a Guid>,
+    /// A count (entries swept).
+    pub count: Option<u64>,
+    /// The RPC concerned.
+    pub rpc: Option<&'a str>,
+    /// A short fixed detail (never request content).
+    pub detail: Option<&'a str>,
+}
+
+impl<'a> Event<'a> {
+    /// An event with no GUID, count, RPC or detail.
+    pub fn new(action: Action, result: &'a str, actor: Actor<'a>) -> Self {
+        Event { action, result, actor, guid: None, count: None, rpc: None, detail: None }
+    }
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    time: String,
+    action: Action,
+    result: &'a str,
+    caller: &'a str,
+    role: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    site: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rpc: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    guid_hmac: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+}
+
+/// The audit sink could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("audit sink failed: {0}")]
+pub struct AuditError(#[from] io::Error);
+
+/// Loading the audit key or opening the sink failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditSetupError {
+    /// The key file is missing or not 64 hex digits.
+    #[error("audit.key_file {path}: {reason}")]
+    Key {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The log file could not be opened for appending.
+    #[error("audit.path {path}: {source}")]
+    Open {
+        /// The file.
+        path: String,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+/// The 256-bit key under which GUIDs are hashed.
+pub type AuditKey = Zeroizing<[u8; 32]>;
+
+/// Reads a key file: 64 hex digits, surrounding whitespace ignored.
+pub fn load_key(path: &Path) -> Result<AuditKey, AuditSetupError> {
+    let err = |reason: &str| AuditSetupError::Key { path: path.display().to_string(), reason: reason.into() };
+    let text = Zeroizing::new(fs::read_to_string(path).map_err(|e| err(&e.to_string()))?);
+    let mut key = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(text.trim(), &mut key[..]).map_err(|_| err("must hold 64 hex digits"))?;
+    Ok(key)
+}
+
+/// The HMAC-SHA256 of `guid` under `key`, in hex: how a GUID appears in the audit log.
+pub fn guid_hmac(key: &[u8; 32], guid: &Guid) -> String {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(guid.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The audit log.
+pub struct Audit {
+    sink: Mutex<Box<dyn Write + Send>>,
+    key: AuditKey,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Audit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Audit").finish_non_exhaustive()
+    }
+}
+
+impl Audit {
+    /// An audit log writing to `sink`.
+    pub fn new(sink: Box<dyn Write + Send>, key: AuditKey, clock: Clock) -> Self {
+        Audit { sink: Mutex::new(sink), key, clock }
+    }
+
+    /// An audit log appending to `path` (created owner-only), or to stdout for `-`.
+    pub fn open(path: &Path, key: AuditKey, clock: Clock) -> Result<Self, AuditSetupError> {
+        let sink: Box<dyn Write + Send> =
+            if path == Path::new("-") {
+                Box::new(io::stdout())
+            } else {
+                let file =
+                    fs::OpenOptions::new().append(true).create(true).mode(0o600).open(path).map_err(
+                        |source| AuditSetupError::Open { path: path.display().to_string(), source },
+                    )?;
+                Box::new(file)
+            };
+        Ok(Audit::new(sink, key, clock))
+    }
+
+    /// The hash under which `guid` appears in this log.
+    pub fn guid_hmac(&self, guid: &Guid) -> String {
+        guid_hmac(&self.key, guid)
+    }
+
+    /// Writes one line for `event`. An error means the line is not on record.
+    pub fn record(&self, event: Event<'_>) -> Result<(), AuditError> {
+        let (caller, role, site, peer) = match event.actor {
+            Actor::System => ("cache-server", "system", None, None),
+            Actor::Caller(c, peer) => (c.name.as_str(), c.role.as_str(), c.site.as_deref(), peer),
+            Actor::Peer(peer) => ("unknown", "none", None, peer),
+        };
+        let line = Line {
+            time: self.clock.now().to_string(),
+            action: event.action,
+            result: event.result,
+            caller,
+            role,
+            site,
+            peer: peer.map(|p| p.to_string()),
+            rpc: event.rpc,
+            guid_hmac: event.guid.map(|g| self.guid_hmac(g)),
+            count: event.count,
+            detail: event.detail,
+        };
+        let mut bytes = serde_json::to_vec(&line).map_err(io::Error::other)?;
+        bytes.push(b'\n');
+        let mut sink = self.sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let written = sink.write_all(&bytes).and_then(|()| sink.flush());
+        if written.is_err() {
+            metrics::counter!("cache_audit_failures_total").increment(1);
+        }
+        Ok(written?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Role;
+    use std::sync::Arc;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_carry_the_guid_only_as_its_hmac() {
+        let buffer = Buffer::default();
+        let key = Zeroizing::new([7u8; 32]);
+        let audit = Audit::new(
+            Box::new(buffer.clone()),
+            key.clone(),
+            Clock::manual("2026-11-24T15:00:00Z".parse().unwrap()),
+        );
+        let guid = Guid::random().unwrap();
+        let caller = Caller { name: "clinic-a".into(), role: Role::Emr, site: Some("site-1001".into()) };
+        let mut event = Event::new(Action::ContactPut, "ok", Actor::Caller(&caller, None));
+        event.guid = Some(&guid);
+        audit.record(event).unwrap();
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(line["action"], "CONTACT_PUT");
+        assert_eq!(line["role"], "emr");
+        assert_eq!(line["site"], "site-1001");
+        assert_eq!(line["time"], "2026-11-24T15:00:00Z");
+        assert_eq!(line["guid_hmac"], guid_hmac(&key, &guid));
+        assert!(!text.contains(&guid.to_string()));
+        assert_eq!(guid_hmac(&key, &guid).len(), 64);
+        assert_ne!(guid_hmac(&[8u8; 32], &guid), guid_hmac(&key, &guid));
+    }
+
+    #[test]
+    fn a_failing_sink_is_an_error() {
+        let audit = Audit::open(Path::new("/dev/full"), Zeroizing::new([0u8; 32]), Clock::System).unwrap();
+        assert!(audit.record(Event::new(Action::ServerStart, "ok", Actor::System)).is_err());
+    }
+}
