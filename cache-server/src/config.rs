@@ -288,12 +288,16 @@ fn one_line(e: &figment::Error) -> String {
 mod tests {
     use super::*;
 
+    /// Overrides pointing every file setting at a file that exists.
     fn with_tls(dir: &Path) -> Vec<(String, String)> {
-        let cert = dir.join("c.pem");
-        let key = dir.join("k.pem");
-        std::fs::write(&cert, "x").unwrap();
-        std::fs::write(&key, "x").unwrap();
-        vec![("tls.cert".into(), cert.display().to_string()), ("tls.key".into(), key.display().to_string())]
+        ["tls.cert", "tls.key", "tls.client_ca", "audit.key_file"]
+            .iter()
+            .map(|key| {
+                let path = dir.join(key);
+                std::fs::write(&path, "x").unwrap();
+                (key.to_string(), path.display().to_string())
+            })
+            .collect()
     }
 
     #[test]

@@ -35,6 +35,12 @@ pub const SITES: [&str; 3] = ["site-1001", "site-1002", "site-1003"];
 /// and an audit key in a new temporary folder, the audit log beside them, memory locking
 /// attempted but not required.
 pub fn test_config() -> (Config, Arc<TempDir>, String) {
+    let (config, dir, pki) = test_config_with_pki();
+    (config, dir, pki.ca.cert.clone())
+}
+
+/// [`test_config`], keeping the PKI so that a test can issue more certificates.
+pub fn test_config_with_pki() -> (Config, Arc<TempDir>, DevPki) {
     install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let pki = DevPki::generate(&["localhost".into(), "127.0.0.1".into()]).unwrap();
@@ -48,7 +54,7 @@ pub fn test_config() -> (Config, Arc<TempDir>, String) {
     config.audit.key_file = dir.path().join("audit.key");
     config.memory.allow_unlocked = true;
     config.shutdown_grace_seconds = 30;
-    (config, Arc::new(dir), pki.ca.cert)
+    (config, Arc::new(dir), pki)
 }
 
 /// Starts a server with the test configuration, changed by `tweak`.
