@@ -210,14 +210,7 @@ async fn each_operation_writes_its_audit_line_and_none_holds_contact_data() {
     for n in 0..3 {
         let sent = contact(100 + n);
         planted.extend([sent.phone.clone(), sent.email.clone()]);
-        guids.push(
-            c.emr("site-1001")
-                .put_contact(PutContactRequest { contact: Some(sent) })
-                .await
-                .unwrap()
-                .into_inner()
-                .guid,
-        );
+        guids.push(c.put(sent).await);
     }
     c.outreach.get_contact(GetContactRequest { guid: guids[0].clone() }).await.unwrap();
     c.bridge.opt_out(OptOutRequest { guid: guids[1].clone() }).await.unwrap();
@@ -368,13 +361,7 @@ async fn when_the_audit_sink_fails_requests_fail_closed() {
     let sink = Switchable::default();
     let server = start_with_audit_sink(|_| {}, Box::new(sink.clone())).await;
     let mut c = server.clients().await;
-    let kept = c
-        .emr("site-1001")
-        .put_contact(PutContactRequest { contact: Some(contact(1)) })
-        .await
-        .unwrap()
-        .into_inner()
-        .guid;
+    let kept = c.put(contact(1)).await;
     assert!(String::from_utf8(sink.written.lock().unwrap().clone()).unwrap().contains("CONTACT_PUT"));
 
     sink.failing.store(true, Ordering::SeqCst);

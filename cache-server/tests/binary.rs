@@ -218,7 +218,7 @@ async fn serves_locks_memory_drains_on_sigterm_and_restarts_empty() {
 
     let metrics = daemon.metrics().await;
     assert!(metrics.contains("cache_entries 20"), "{metrics}");
-    assert!(metrics.contains(r#"cache_requests_total{rpc="PutContact",code="OK"} 20"#), "{metrics}");
+    assert!(metrics.contains(r#"cache_requests_total{rpc="PutContact",code="ok"} 20"#), "{metrics}");
     assert!(metrics.contains(&format!("cache_memory_locked {}", u8::from(stats.memory_locked))), "{metrics}");
     for value in &planted {
         assert!(!metrics.contains(value.as_str()));

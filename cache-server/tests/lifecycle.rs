@@ -50,21 +50,9 @@ async fn the_scheduled_sweep_erases_expired_contacts() {
     // Every second, so the test need not wait for midnight; the clock it judges by is moved.
     let server = start(|c| c.store.sweep_schedule = "* * * * * *".into()).await;
     let mut c = server.clients().await;
-    let old = c
-        .emr("site-1001")
-        .put_contact(PutContactRequest { contact: Some(contact(1)) })
-        .await
-        .unwrap()
-        .into_inner()
-        .guid;
+    let old = c.put(contact(1)).await;
     server.clock.advance(SignedDuration::from_hours(24 * 20));
-    let young = c
-        .emr("site-1001")
-        .put_contact(PutContactRequest { contact: Some(contact(2)) })
-        .await
-        .unwrap()
-        .into_inner()
-        .guid;
+    let young = c.put(contact(2)).await;
     server.clock.advance(SignedDuration::from_hours(24 * 11));
 
     let mut stats = c.admin.stats(StatsRequest {}).await.unwrap().into_inner();
@@ -123,13 +111,7 @@ async fn a_restart_starts_empty_with_a_new_epoch() {
     let (config, dir, ca) = test_config();
     let first = common::start_with(config.clone(), dir.clone(), ca.clone()).await;
     let mut c = first.clients().await;
-    let guid = c
-        .emr("site-1001")
-        .put_contact(PutContactRequest { contact: Some(contact(1)) })
-        .await
-        .unwrap()
-        .into_inner()
-        .guid;
+    let guid = c.put(contact(1)).await;
     let before = c.admin.stats(StatsRequest {}).await.unwrap().into_inner();
     assert_eq!(before.entries, 1);
     first.stop().await.unwrap();

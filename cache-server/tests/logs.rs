@@ -56,14 +56,7 @@ async fn logs_hold_no_planted_contact_data() {
     // Unary puts, reads, deletes and opt-outs.
     let mut guids = Vec::new();
     for n in 0..5 {
-        guids.push(
-            c.emr("site-1001")
-                .put_contact(PutContactRequest { contact: Some(contact(n)) })
-                .await
-                .unwrap()
-                .into_inner()
-                .guid,
-        );
+        guids.push(c.put(contact(n)).await);
     }
     c.outreach.get_contact(GetContactRequest { guid: guids[0].clone() }).await.unwrap();
     c.emr("site-1001").delete_contact(DeleteContactRequest { guid: guids[1].clone() }).await.unwrap();

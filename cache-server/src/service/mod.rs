@@ -89,8 +89,9 @@ fn action_of(rpc: Rpc) -> Action {
     }
 }
 
-/// The audit result of an answer: `ok` or the lower-case code name.
-fn result_name<T>(result: &Result<T, Status>) -> &'static str {
+/// The name of an answer's code, as the audit log and the metrics give it: `ok`,
+/// `not_found`, `permission_denied`, ...
+fn code_name<T>(result: &Result<T, Status>) -> &'static str {
     match result {
         Ok(_) => "ok",
         Err(status) => match status.code() {
@@ -100,6 +101,7 @@ fn result_name<T>(result: &Result<T, Status>) -> &'static str {
             Code::PermissionDenied => "permission_denied",
             Code::Unauthenticated => "unauthenticated",
             Code::Unavailable => "unavailable",
+            Code::OutOfRange => "out_of_range",
             _ => "internal",
         },
     }
@@ -162,7 +164,7 @@ impl Context {
         guid: Option<&Guid>,
         result: &Result<T, Status>,
     ) -> Result<(), Status> {
-        let mut event = Event::new(action_of(rpc), result_name(result), who.actor());
+        let mut event = Event::new(action_of(rpc), code_name(result), who.actor());
         event.rpc = Some(rpc.as_str());
         event.guid = guid;
         self.record(event)
@@ -195,20 +197,8 @@ impl CacheService {
 
 /// Counts one answer of `rpc`.
 fn observe<T>(rpc: Rpc, result: &Result<T, Status>) {
-    let code = match result {
-        Ok(_) => "OK",
-        Err(status) => match status.code() {
-            Code::InvalidArgument => "INVALID_ARGUMENT",
-            Code::NotFound => "NOT_FOUND",
-            Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-            Code::PermissionDenied => "PERMISSION_DENIED",
-            Code::Unauthenticated => "UNAUTHENTICATED",
-            Code::Unavailable => "UNAVAILABLE",
-            Code::Internal => "INTERNAL",
-            _ => "OTHER",
-        },
-    };
-    metrics::counter!("cache_requests_total", "rpc" => rpc.as_str(), "code" => code).increment(1);
+    metrics::counter!("cache_requests_total", "rpc" => rpc.as_str(), "code" => code_name(result))
+        .increment(1);
 }
 
 fn timestamp(t: Timestamp) -> prost_types::Timestamp {

@@ -113,6 +113,13 @@ pub struct Clients {
 }
 
 impl Clients {
+    /// Stores `contact` through the EMR connector of its site; returns the new GUID.
+    pub async fn put(&mut self, contact: Contact) -> String {
+        let site = contact.site_id.clone();
+        let request = proto::v1::PutContactRequest { contact: Some(contact) };
+        self.emr(&site).put_contact(request).await.unwrap().into_inner().guid
+    }
+
     /// The EMR connector of `site`.
     pub fn emr(&mut self, site: &str) -> &mut ContactCacheClient<Channel> {
         self.emr.get_mut(site).unwrap_or_else(|| panic!("no connector for {site:?}"))
