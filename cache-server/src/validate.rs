@@ -145,7 +145,7 @@ mod tests {
             site_id: "site-1001".into(),
             provider_id: "prov-a1".into(),
             campaign_id: "pcpe-2026q4".into(),
-            phone: "+16135550101".into(),
+            phone: "+16139990101".into(),
             email: "patient@example.org".into(),
             language: "en".into(),
             time_zone: "America/Toronto".into(),
@@ -175,7 +175,7 @@ mod tests {
         type Spoil = fn(&mut Contact);
         let cases: Vec<(Spoil, &str)> = vec![
             (|c| c.phone = "613-555-0101".into(), "contact.phone"),
-            (|c| c.phone = "+1613555010799999999".into(), "contact.phone"),
+            (|c| c.phone = "+1613999010799999999".into(), "contact.phone"),
             (|c| c.email = "not-an-email".into(), "contact.email"),
             (|c| c.email = "a@b.c\r\nBcc: everyone@example.org".into(), "contact.email"),
             (|c| c.email = "Name <a@example.org>".into(), "contact.email"),

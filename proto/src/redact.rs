@@ -47,12 +47,12 @@ mod tests {
         // Contact implements Drop, so no struct update syntax.
         let mut contact = Contact::default();
         contact.site_id = "site-1".into();
-        contact.phone = "+16135550100".into();
+        contact.phone = "+16139990100".into();
         contact.email = "someone@example.org".into();
         let shown = format!("{contact:?} {contact:#?}");
         assert!(shown.contains("site-1"));
         assert!(shown.contains("<redacted>"));
-        assert!(!shown.contains("6135550100"), "{shown}");
+        assert!(!shown.contains("6139990100"), "{shown}");
         assert!(!shown.contains("someone@"), "{shown}");
     }
 }

@@ -9,7 +9,7 @@ fn contact(n: u32) -> Contact {
         provider_id: "prov-a1".into(),
         campaign_id: "pcpe-2026q4".into(),
         phone: format!("+1613555{n:04}"),
-        email: format!("patient{n:04}@example.org"),
+        email: format!("person{n:04}@example.org"),
         language: "fr".into(),
         time_zone: "America/Toronto".into(),
         send_after: None,
@@ -30,7 +30,7 @@ fn put_get_delete_round_trip() {
     assert_eq!(stored.expires_at, "2026-12-24T00:00:00Z".parse().unwrap());
     let back = store.get(&stored.guid).unwrap();
     assert_eq!(back.phone, "+16135550001");
-    assert_eq!(back.email, "patient0001@example.org");
+    assert_eq!(back.email, "person0001@example.org");
     assert_eq!(back.language, "fr");
     assert_eq!(store.stats().entries, 1);
     store.delete(&stored.guid, None).unwrap();
@@ -45,7 +45,7 @@ fn sealed_bytes_hold_no_plaintext() {
     let (store, _) = store(10);
     let guid = store.put(contact(7)).unwrap().guid;
     let entry = store.entries.get(&guid).unwrap();
-    for needle in [&b"6135550007"[..], b"patient0007", b"America/Toronto"] {
+    for needle in [&b"6135550007"[..], b"person0007", b"America/Toronto"] {
         assert!(!entry.sealed.windows(needle.len()).any(|w| w == needle));
     }
 }
