@@ -25,9 +25,9 @@ use zeroize::Zeroizing;
 
 use crate::{auth::Caller, clock::Clock, guid::Guid};
 
-/// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+/// What happened, in the cache. (Other parts of the tier name their own actions: an
+/// [`Event`] takes any name.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// A contact was stored (or refused).
     ContactPut,
@@ -57,6 +57,33 @@ pub enum Action {
     ServerStop,
 }
 
+impl Action {
+    /// The name written to the log, e.g. `CONTACT_GET`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::ContactPut => "CONTACT_PUT",
+            Action::ContactGet => "CONTACT_GET",
+            Action::ContactDelete => "CONTACT_DELETE",
+            Action::OptOut => "OPT_OUT",
+            Action::StatsRead => "STATS_READ",
+            Action::SweepCompleted => "SWEEP_COMPLETED",
+            Action::DayKeyDestroyed => "DAY_KEY_DESTROYED",
+            Action::AuthFailed => "AUTH_FAILED",
+            Action::PermissionDenied => "PERMISSION_DENIED",
+            Action::CallerThrottled => "CALLER_THROTTLED",
+            Action::PeerThrottled => "PEER_THROTTLED",
+            Action::ServerStart => "SERVER_START",
+            Action::ServerStop => "SERVER_STOP",
+        }
+    }
+}
+
+impl<'a> From<Action> for &'a str {
+    fn from(action: Action) -> &'a str {
+        action.as_str()
+    }
+}
+
 /// Who acted.
 #[derive(Debug, Clone, Copy)]
 pub enum Actor<'a> {
@@ -71,8 +98,8 @@ pub enum Actor<'a> {
 /// One audit event.
 #[derive(Debug, Clone, Copy)]
 pub struct Event<'a> {
-    /// What happened.
-    pub action: Action,
+    /// What happened, e.g. `CONTACT_GET`.
+    pub action: &'a str,
     /// How it ended: `ok`, or a lower-case gRPC code name such as `not_found` or `denied`.
     pub result: &'a str,
     /// Who acted.
@@ -89,15 +116,15 @@ pub struct Event<'a> {
 
 impl<'a> Event<'a> {
     /// An event with no GUID, count, RPC or detail.
-    pub fn new(action: Action, result: &'a str, actor: Actor<'a>) -> Self {
-        Event { action, result, actor, guid: None, count: None, rpc: None, detail: None }
+    pub fn new(action: impl Into<&'a str>, result: &'a str, actor: Actor<'a>) -> Self {
+        Event { action: action.into(), result, actor, guid: None, count: None, rpc: None, detail: None }
     }
 }
 
 #[derive(Serialize)]
 struct Line<'a> {
     time: String,
-    action: Action,
+    action: &'a str,
     result: &'a str,
     caller: &'a str,
     role: &'a str,
@@ -165,6 +192,7 @@ pub struct Audit {
     sink: Mutex<Box<dyn Write + Send>>,
     key: AuditKey,
     clock: Clock,
+    system_name: &'static str,
 }
 
 impl std::fmt::Debug for Audit {
@@ -176,7 +204,13 @@ impl std::fmt::Debug for Audit {
 impl Audit {
     /// An audit log writing to `sink`.
     pub fn new(sink: Box<dyn Write + Send>, key: AuditKey, clock: Clock) -> Self {
-        Audit { sink: Mutex::new(sink), key, clock }
+        Audit { sink: Mutex::new(sink), key, clock, system_name: "cache-server" }
+    }
+
+    /// Names the daemon in its own (system) events; `cache-server` unless told otherwise.
+    pub fn with_system_name(mut self, name: &'static str) -> Self {
+        self.system_name = name;
+        self
     }
 
     /// An audit log appending to `path` (created owner-only), or to stdout for `-`.
@@ -202,7 +236,7 @@ impl Audit {
     /// Writes one line for `event`. An error means the line is not on record.
     pub fn record(&self, event: Event<'_>) -> Result<(), AuditError> {
         let (caller, role, site, peer) = match event.actor {
-            Actor::System => ("cache-server", "system", None, None),
+            Actor::System => (self.system_name, "system", None, None),
             Actor::Caller(c, peer) => (c.name.as_str(), c.role.as_str(), c.site.as_deref(), peer),
             Actor::Peer(peer) => ("unknown", "none", None, peer),
         };

@@ -50,6 +50,7 @@ pub struct DevPki {
     pub ca: Pem,
     /// The server's certificate, valid for the hosts it was made for.
     pub server: Pem,
+    hosts: Vec<String>,
     issuer: Issuer<'static, KeyPair>,
 }
 
@@ -74,14 +75,13 @@ impl DevPki {
         let ca = Pem { cert: ca_cert.pem(), key: ca_key.serialize_pem() };
         let issuer = Issuer::new(ca_params, ca_key);
 
-        let mut params = CertificateParams::new(hosts.to_vec())?;
-        params.distinguished_name.push(DnType::CommonName, "cache-server");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        validity(&mut params);
-        let key = KeyPair::generate()?;
-        let cert = params.signed_by(&key, &issuer)?;
-        Ok(DevPki { ca, server: Pem { cert: cert.pem(), key: key.serialize_pem() }, issuer })
+        let server = issue_server(&issuer, "cache-server", hosts)?;
+        Ok(DevPki { ca, server, hosts: hosts.to_vec(), issuer })
+    }
+
+    /// Another server certificate, for `name`, valid for the same hosts.
+    pub fn issue_server(&self, name: &str) -> Result<Pem, CertsError> {
+        issue_server(&self.issuer, name, &self.hosts)
     }
 
     /// A client certificate for a caller named `name` with `role` (and `site` for `emr`):
@@ -106,8 +106,9 @@ impl DevPki {
         Ok(Pem { cert: cert.pem(), key: key.serialize_pem() })
     }
 
-    /// Writes the CA, the server's certificate, a caller certificate for each role (an
-    /// `emr-<site>` one per site), and a new random audit key into `dir`.
+    /// Writes the CA, the servers' certificates (cache-server, survey-bridge), a caller
+    /// certificate for each role (an `emr-<site>` one per site), and new random keys (the
+    /// audit key, the bridge's secret) unless they exist, into `dir`.
     pub fn write_all(&self, dir: &Path, sites: &[String]) -> Result<(), CertsError> {
         self.write_to(dir)?;
         let mut callers = vec![
@@ -123,15 +124,11 @@ impl DevPki {
             write(&dir.join(format!("{name}.pem")), &pem.cert, 0o644)?;
             write(&dir.join(format!("{name}.key")), &pem.key, 0o600)?;
         }
-        let audit_key = dir.join("audit.key");
-        if !audit_key.exists() {
-            let mut key = zeroize::Zeroizing::new([0u8; 32]);
-            rand::rngs::SysRng.try_fill_bytes(&mut key[..]).map_err(|e| CertsError::Io {
-                path: audit_key.display().to_string(),
-                source: io::Error::other(e.to_string()),
-            })?;
-            write(&audit_key, &format!("{}\n", hex::encode(&key[..])), 0o600)?;
-        }
+        let bridge = self.issue_server("survey-bridge")?;
+        write(&dir.join("survey-bridge.pem"), &bridge.cert, 0o644)?;
+        write(&dir.join("survey-bridge.key"), &bridge.key, 0o600)?;
+        write_new_key(&dir.join("audit.key"))?;
+        write_new_key(&dir.join("survey-bridge-secret.key"))?;
         Ok(())
     }
 
@@ -146,6 +143,30 @@ impl DevPki {
         write(&dir.join("cache-server.key"), &self.server.key, 0o600)?;
         Ok(())
     }
+}
+
+fn issue_server(issuer: &Issuer<'static, KeyPair>, name: &str, hosts: &[String]) -> Result<Pem, CertsError> {
+    let mut params = CertificateParams::new(hosts.to_vec())?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    validity(&mut params);
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, issuer)?;
+    Ok(Pem { cert: cert.pem(), key: key.serialize_pem() })
+}
+
+/// Writes a new random 256-bit key as 64 hex digits (owner-only), unless `path` exists.
+fn write_new_key(path: &Path) -> Result<(), CertsError> {
+    if path.exists() {
+        return Ok(());
+    }
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    rand::rngs::SysRng.try_fill_bytes(&mut key[..]).map_err(|e| CertsError::Io {
+        path: path.display().to_string(),
+        source: io::Error::other(e.to_string()),
+    })?;
+    write(path, &format!("{}\n", hex::encode(&key[..])), 0o600)
 }
 
 fn write(path: &Path, contents: &str, mode: u32) -> Result<(), CertsError> {

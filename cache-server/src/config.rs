@@ -11,7 +11,7 @@ use figment::{
     providers::{Env, Format, Serialized, Toml},
     value::Value,
 };
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 /// Everything the daemon needs to start.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -191,7 +191,8 @@ impl Default for LogConfig {
 pub struct ConfigError(String);
 
 impl ConfigError {
-    fn new(message: impl Into<String>) -> Self {
+    /// A configuration error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
         ConfigError(message.into())
     }
 }
@@ -204,19 +205,7 @@ impl Config {
     /// Reads `file` (if given), then the environment, then `overrides` (`key.path=value`,
     /// later ones win), and checks the result.
     pub fn load(file: Option<&Path>, overrides: &[(String, String)]) -> Result<Config, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(file) = file {
-            if !file.exists() {
-                return Err(ConfigError::new(format!("config file {} does not exist", file.display())));
-            }
-            figment = figment.merge(Toml::file_exact(file));
-        }
-        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
-        for (key, value) in overrides {
-            let value: Value = value.parse().unwrap_or_else(|never| match never {});
-            figment = figment.merge(Serialized::global(key, value));
-        }
-        let config: Config = figment.extract().map_err(|e| ConfigError::new(one_line(&e)))?;
+        let config: Config = load_layered(file, ENV_PREFIX, overrides)?;
         config.check()?;
         Ok(config)
     }
@@ -278,6 +267,29 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Reads a configuration of type `T`: its defaults, then `file` (if given), then environment
+/// variables with `env_prefix` (sections joined by `__`), then `overrides` (`key.path=value`,
+/// later ones win). Values are not checked beyond their types.
+pub fn load_layered<T: Serialize + DeserializeOwned + Default>(
+    file: Option<&Path>,
+    env_prefix: &str,
+    overrides: &[(String, String)],
+) -> Result<T, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(T::default()));
+    if let Some(file) = file {
+        if !file.exists() {
+            return Err(ConfigError::new(format!("config file {} does not exist", file.display())));
+        }
+        figment = figment.merge(Toml::file_exact(file));
+    }
+    figment = figment.merge(Env::prefixed(env_prefix).split("__"));
+    for (key, value) in overrides {
+        let value: Value = value.parse().unwrap_or_else(|never| match never {});
+        figment = figment.merge(Serialized::global(key, value));
+    }
+    figment.extract().map_err(|e| ConfigError::new(one_line(&e)))
 }
 
 fn one_line(e: &figment::Error) -> String {

@@ -1,7 +1,8 @@
-//! The `contactcache.v1` gRPC contract, compiled with tonic and prost.
+//! The tier's gRPC contracts, compiled with tonic and prost.
 //!
-//! [`v1`] holds the messages, the `ContactCache` server and client, and
-//! [`FILE_DESCRIPTOR_SET`] for server reflection. [`v1::Contact`] is the one message that
+//! [`v1`] is `contactcache.v1`: the messages, the `ContactCache` server and client, and
+//! [`v1::FILE_DESCRIPTOR_SET`] (both packages) for server reflection. [`ledger`] is
+//! `surveybridge.v1`, the invitation ledger. [`v1::Contact`] is the one message that
 //! carries contact data: its `Debug` redacts phone and email, and its phone and email are
 //! zeroized when it is dropped.
 
@@ -10,8 +11,14 @@ pub mod v1 {
     #![allow(missing_docs, clippy::all, missing_debug_implementations)]
     tonic::include_proto!("contactcache.v1");
 
-    /// The encoded descriptors of this package, for gRPC server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("contactcache_v1_descriptor");
+    /// The encoded descriptors of the tier's packages, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("descriptor");
+}
+
+/// The `surveybridge.v1` package: the invitation ledger.
+pub mod ledger {
+    #![allow(missing_docs, clippy::all, missing_debug_implementations)]
+    tonic::include_proto!("surveybridge.v1");
 }
 
 mod redact;

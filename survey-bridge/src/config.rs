@@ -1,0 +1,128 @@
+//! Configuration: a TOML file, overridden by `SURVEY_BRIDGE_*` environment variables, then by
+//! flags, as for the cache (see `cache_server::config::load_layered`).
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use cache_server::config::{AuditConfig, ConfigError, LogConfig, TlsConfig, load_layered};
+use serde::{Deserialize, Serialize};
+
+/// The environment variable prefix: `SURVEY_BRIDGE_LINK_VALID_DAYS=14`.
+pub const ENV_PREFIX: &str = "SURVEY_BRIDGE_";
+
+/// Everything the bridge needs to start.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BridgeConfig {
+    /// Where the patient pages are served (HTTPS).
+    pub listen: SocketAddr,
+    /// Where the invitation ledger is served (gRPC over mutual TLS, for the outreach worker).
+    pub grpc_listen: SocketAddr,
+    /// `sqlite://path?mode=rwc` (default) or `postgres://user@host:port/db`.
+    pub database_url: String,
+    /// Days an invitation link works after it was sent.
+    pub link_valid_days: u32,
+    /// A questionnaire TOML file; the built-in primary-care questionnaire when absent.
+    pub questionnaire: Option<PathBuf>,
+    /// Per-campaign settings, by campaign id.
+    pub campaigns: BTreeMap<String, CampaignConfig>,
+    /// Failed link look-ups allowed per client address per minute before it is refused for
+    /// a minute (counted in memory only; addresses are never stored).
+    pub max_bad_links_per_minute: u32,
+    /// Seconds requests in flight get to finish after SIGTERM or SIGINT.
+    pub shutdown_grace_seconds: u64,
+    /// Certificates: the server's, and the CA whose client certificates identify callers of
+    /// the ledger (`spiffe://contactcache/outreach`).
+    pub tls: TlsConfig,
+    /// A file with 64 hex digits from which the keys for GUID HMACs and form tokens are
+    /// derived. Keep it: without it the ledger's GUIDs cannot be matched again.
+    pub key_file: PathBuf,
+    /// The audit trail.
+    pub audit: AuditConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// One campaign's settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CampaignConfig {
+    /// An external survey to send consenting patients to, e.g.
+    /// `https://survey.example.org/start?id={guid}`. `{guid}` is the only patient-specific
+    /// part and must appear exactly once. Absent: the built-in survey.
+    pub external_url: Option<String>,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        BridgeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50052)),
+            database_url: "sqlite://state/survey-bridge.db?mode=rwc".into(),
+            link_valid_days: 30,
+            questionnaire: None,
+            campaigns: BTreeMap::new(),
+            max_bad_links_per_minute: 20,
+            shutdown_grace_seconds: 20,
+            tls: TlsConfig {
+                cert: PathBuf::from("certs/survey-bridge.pem"),
+                key: PathBuf::from("certs/survey-bridge.key"),
+                client_ca: PathBuf::from("certs/ca.pem"),
+                handshake_timeout_seconds: 10,
+            },
+            key_file: PathBuf::from("certs/survey-bridge-secret.key"),
+            audit: AuditConfig {
+                path: PathBuf::from("survey-bridge-audit.jsonl"),
+                key_file: PathBuf::from("certs/audit.key"),
+            },
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl BridgeConfig {
+    /// Reads `file` (if given), then the environment, then `overrides`, and checks the result.
+    pub fn load(file: Option<&Path>, overrides: &[(String, String)]) -> Result<BridgeConfig, ConfigError> {
+        let config: BridgeConfig = load_layered(file, ENV_PREFIX, overrides)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if !(1..=30).contains(&self.link_valid_days) {
+            return Err(ConfigError::new("link_valid_days must be between 1 and 30"));
+        }
+        if self.max_bad_links_per_minute == 0 {
+            return Err(ConfigError::new("max_bad_links_per_minute must be at least 1"));
+        }
+        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres")) {
+            return Err(ConfigError::new("database_url must start with sqlite: or postgres://"));
+        }
+        for (id, campaign) in &self.campaigns {
+            if let Some(url) = &campaign.external_url {
+                let ok = url.starts_with("https://") && url.matches("{guid}").count() == 1;
+                if !ok {
+                    return Err(ConfigError::new(format!(
+                        "campaigns.{id}.external_url must be https:// and hold {{guid}} exactly once"
+                    )));
+                }
+            }
+        }
+        for (name, path) in [
+            ("tls.cert", &self.tls.cert),
+            ("tls.key", &self.tls.key),
+            ("tls.client_ca", &self.tls.client_ca),
+            ("key_file", &self.key_file),
+            ("audit.key_file", &self.audit.key_file),
+        ] {
+            if !path.is_file() {
+                return Err(ConfigError::new(format!("{name}: {} is not a readable file", path.display())));
+            }
+        }
+        Ok(())
+    }
+}

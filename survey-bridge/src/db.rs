@@ -1,0 +1,365 @@
+//! The bridge's database: the invitation ledger and the anonymous aggregates, in SQLite by
+//! default or PostgreSQL by URL, through sqlx's `Any` driver with embedded migrations.
+//!
+//! A GUID is only ever stored as its HMAC. An answer is only ever stored as one more count
+//! in `answer_counts`, keyed by site, provider, campaign, month, question and answer: no row
+//! links an answer to a GUID, and no time finer than the month is kept.
+
+use jiff::Timestamp;
+use sqlx::{AnyPool, Row, any::AnyPoolOptions};
+
+/// The embedded migrations (`survey-bridge/migrations`).
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A database failure.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// sqlx failed.
+    #[error("database: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The GUID was recorded before with other details.
+    #[error("the invitation was recorded before with other details")]
+    Conflict,
+}
+
+/// One invitation, as the ledger keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invitation {
+    /// The GUID's HMAC.
+    pub guid_hmac: String,
+    /// Where it belongs.
+    pub site_id: String,
+    /// The provider seen.
+    pub provider_id: String,
+    /// The campaign.
+    pub campaign_id: String,
+    /// `sms` or `email`.
+    pub channel: String,
+    /// `en` or `fr`.
+    pub language: String,
+    /// `YYYY-MM` of sending.
+    pub month: String,
+    /// Unix seconds after which the link no longer works.
+    pub expires_at: i64,
+}
+
+/// Where an invitation is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Sent, not yet answered.
+    Invited,
+    /// Answered: the GUID is used.
+    Responded,
+    /// The patient declined (opted out).
+    Declined,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Invited => "invited",
+            State::Responded => "responded",
+            State::Declined => "declined",
+        }
+    }
+
+    fn parse(s: &str) -> State {
+        match s {
+            "responded" => State::Responded,
+            "declined" => State::Declined,
+            _ => State::Invited,
+        }
+    }
+}
+
+/// What a submission or a decline came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Counted.
+    Accepted,
+    /// No such invitation.
+    Unknown,
+    /// The link has expired.
+    Expired,
+    /// Already answered or declined: nothing changed.
+    AlreadyUsed,
+}
+
+/// The counts of one (site, provider, campaign, month).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PeriodCounts {
+    /// Invitations recorded.
+    pub invitations: i64,
+    /// Surveys answered.
+    pub responses: i64,
+    /// Declines (opt-outs).
+    pub opt_outs: i64,
+}
+
+/// The bridge's database.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://...`) and migrates.
+    pub async fn connect(url: &str) -> Result<Db, DbError> {
+        sqlx::any::install_default_drivers();
+        let max = if url.starts_with("sqlite:") { 1 } else { 8 };
+        let pool = AnyPoolOptions::new().max_connections(max).connect(url).await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Db { pool })
+    }
+
+    /// The pool, for tests and reports.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Records an invitation; true if this call created it.
+    ///
+    /// Recording the same invitation again changes nothing; the same GUID with other
+    /// details is [`DbError::Conflict`].
+    pub async fn record_invitation(&self, inv: &Invitation) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO invitations \
+             (guid_hmac, site_id, provider_id, campaign_id, channel, language, month, expires_at, state) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'invited') ON CONFLICT (guid_hmac) DO NOTHING",
+        )
+        .bind(&inv.guid_hmac)
+        .bind(&inv.site_id)
+        .bind(&inv.provider_id)
+        .bind(&inv.campaign_id)
+        .bind(&inv.channel)
+        .bind(&inv.language)
+        .bind(&inv.month)
+        .bind(inv.expires_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            let existing = invitation_in(&mut tx, &inv.guid_hmac).await?;
+            return match existing {
+                Some((same, _))
+                    if same.site_id == inv.site_id
+                        && same.provider_id == inv.provider_id
+                        && same.campaign_id == inv.campaign_id
+                        && same.channel == inv.channel
+                        && same.language == inv.language =>
+                {
+                    Ok(false)
+                }
+                _ => Err(DbError::Conflict),
+            };
+        }
+        bump_period(&mut tx, inv, Count::Invitations).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The invitation stored under `guid_hmac`, with its state.
+    pub async fn invitation(&self, guid_hmac: &str) -> Result<Option<(Invitation, State)>, DbError> {
+        let mut conn = self.pool.acquire().await?;
+        invitation_in(&mut conn, guid_hmac).await
+    }
+
+    /// Counts a response: in one transaction, checks that the invitation exists, is
+    /// unexpired and unused, marks it responded, and adds one to each answer's counter and
+    /// to the period's responses. `answers` must already be checked against the
+    /// questionnaire.
+    pub async fn submit(
+        &self,
+        guid_hmac: &str,
+        now: Timestamp,
+        answers: &[(String, String)],
+    ) -> Result<Outcome, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let inv = match claim(&mut tx, guid_hmac, now, State::Responded).await? {
+            Ok(inv) => inv,
+            Err(outcome) => return Ok(outcome),
+        };
+        for (question, answer) in answers {
+            sqlx::query(
+                "INSERT INTO answer_counts \
+                 (site_id, provider_id, campaign_id, month, question, answer, responses) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 1) \
+                 ON CONFLICT (site_id, provider_id, campaign_id, month, question, answer) \
+                 DO UPDATE SET responses = answer_counts.responses + 1",
+            )
+            .bind(&inv.site_id)
+            .bind(&inv.provider_id)
+            .bind(&inv.campaign_id)
+            .bind(&inv.month)
+            .bind(question)
+            .bind(answer)
+            .execute(&mut *tx)
+            .await?;
+        }
+        bump_period(&mut tx, &inv, Count::Responses).await?;
+        tx.commit().await?;
+        Ok(Outcome::Accepted)
+    }
+
+    /// Records a decline: the invitation is marked declined and the period's opt-outs
+    /// counted, if it was unexpired and unused.
+    pub async fn decline(&self, guid_hmac: &str, now: Timestamp) -> Result<Outcome, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let inv = match claim(&mut tx, guid_hmac, now, State::Declined).await? {
+            Ok(inv) => inv,
+            Err(outcome) => return Ok(outcome),
+        };
+        bump_period(&mut tx, &inv, Count::OptOuts).await?;
+        tx.commit().await?;
+        Ok(Outcome::Accepted)
+    }
+
+    /// The counts of one (site, provider, campaign, month).
+    pub async fn period_counts(
+        &self,
+        site_id: &str,
+        provider_id: &str,
+        campaign_id: &str,
+        month: &str,
+    ) -> Result<PeriodCounts, DbError> {
+        let row = sqlx::query(
+            "SELECT invitations, responses, opt_outs FROM period_counts \
+             WHERE site_id = $1 AND provider_id = $2 AND campaign_id = $3 AND month = $4",
+        )
+        .bind(site_id)
+        .bind(provider_id)
+        .bind(campaign_id)
+        .bind(month)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => PeriodCounts {
+                invitations: row.try_get(0)?,
+                responses: row.try_get(1)?,
+                opt_outs: row.try_get(2)?,
+            },
+            None => PeriodCounts::default(),
+        })
+    }
+
+    /// How many responses chose `answer` to `question` in one (site, provider, campaign,
+    /// month).
+    pub async fn answer_count(
+        &self,
+        key: (&str, &str, &str, &str),
+        question: &str,
+        answer: &str,
+    ) -> Result<i64, DbError> {
+        let (site_id, provider_id, campaign_id, month) = key;
+        let row = sqlx::query(
+            "SELECT responses FROM answer_counts WHERE site_id = $1 AND provider_id = $2 \
+             AND campaign_id = $3 AND month = $4 AND question = $5 AND answer = $6",
+        )
+        .bind(site_id)
+        .bind(provider_id)
+        .bind(campaign_id)
+        .bind(month)
+        .bind(question)
+        .bind(answer)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => row.try_get(0)?,
+            None => 0,
+        })
+    }
+}
+
+async fn invitation_in(
+    conn: &mut sqlx::AnyConnection,
+    guid_hmac: &str,
+) -> Result<Option<(Invitation, State)>, DbError> {
+    let row = sqlx::query(
+        "SELECT guid_hmac, site_id, provider_id, campaign_id, channel, language, month, expires_at, state \
+         FROM invitations WHERE guid_hmac = $1",
+    )
+    .bind(guid_hmac)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let inv = Invitation {
+        guid_hmac: row.try_get(0)?,
+        site_id: row.try_get(1)?,
+        provider_id: row.try_get(2)?,
+        campaign_id: row.try_get(3)?,
+        channel: row.try_get(4)?,
+        language: row.try_get(5)?,
+        month: row.try_get(6)?,
+        expires_at: row.try_get(7)?,
+    };
+    let state: String = row.try_get(8)?;
+    Ok(Some((inv, State::parse(&state))))
+}
+
+/// Moves an unexpired, unused invitation to `to`; the outcome otherwise.
+async fn claim(
+    tx: &mut sqlx::AnyConnection,
+    guid_hmac: &str,
+    now: Timestamp,
+    to: State,
+) -> Result<Result<Invitation, Outcome>, DbError> {
+    let Some((inv, state)) = invitation_in(tx, guid_hmac).await? else {
+        return Ok(Err(Outcome::Unknown));
+    };
+    if now.as_second() >= inv.expires_at {
+        return Ok(Err(Outcome::Expired));
+    }
+    if state != State::Invited {
+        return Ok(Err(Outcome::AlreadyUsed));
+    }
+    // The state check and the change are one statement, so two submissions racing cannot
+    // both count.
+    let changed = sqlx::query("UPDATE invitations SET state = $1 WHERE guid_hmac = $2 AND state = 'invited'")
+        .bind(to.as_str())
+        .bind(guid_hmac)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    Ok(if changed == 1 { Ok(inv) } else { Err(Outcome::AlreadyUsed) })
+}
+
+/// A count kept per period.
+#[derive(Debug, Clone, Copy)]
+enum Count {
+    Invitations,
+    Responses,
+    OptOuts,
+}
+
+/// Adds one to `count` of the invitation's period.
+async fn bump_period(tx: &mut sqlx::AnyConnection, inv: &Invitation, count: Count) -> Result<(), DbError> {
+    let sql = match count {
+        Count::Invitations => {
+            "INSERT INTO period_counts (site_id, provider_id, campaign_id, month, invitations, responses, opt_outs) \
+             VALUES ($1, $2, $3, $4, 1, 0, 0) ON CONFLICT (site_id, provider_id, campaign_id, month) \
+             DO UPDATE SET invitations = period_counts.invitations + 1"
+        }
+        Count::Responses => {
+            "INSERT INTO period_counts (site_id, provider_id, campaign_id, month, invitations, responses, opt_outs) \
+             VALUES ($1, $2, $3, $4, 0, 1, 0) ON CONFLICT (site_id, provider_id, campaign_id, month) \
+             DO UPDATE SET responses = period_counts.responses + 1"
+        }
+        Count::OptOuts => {
+            "INSERT INTO period_counts (site_id, provider_id, campaign_id, month, invitations, responses, opt_outs) \
+             VALUES ($1, $2, $3, $4, 0, 0, 1) ON CONFLICT (site_id, provider_id, campaign_id, month) \
+             DO UPDATE SET opt_outs = period_counts.opt_outs + 1"
+        }
+    };
+    sqlx::query(sql)
+        .bind(&inv.site_id)
+        .bind(&inv.provider_id)
+        .bind(&inv.campaign_id)
+        .bind(&inv.month)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,277 @@
+//! The patient pages as HTML: server-rendered, no JavaScript, no third-party assets, no
+//! inline styles (the content security policy allows only `/assets/site.css`). Every piece
+//! of text that is not a literal here is escaped.
+
+use std::fmt::Write;
+
+use crate::questionnaire::{Kind, Lang, Questionnaire};
+
+/// The stylesheet served at `/assets/site.css`.
+pub const SITE_CSS: &str = include_str!("../assets/site.css");
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The outcome pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message {
+    /// The answers were received.
+    Thanks,
+    /// The patient declined: no more invitations.
+    Declined,
+    /// Unknown, malformed or expired link.
+    InvalidLink,
+    /// The survey was already answered.
+    AlreadyAnswered,
+    /// Some answers were refused.
+    BadAnswers,
+    /// Too many bad links from this client.
+    TooManyAttempts,
+}
+
+fn tr(lang: Lang, en: &'static str, fr: &'static str) -> &'static str {
+    match lang {
+        Lang::En => en,
+        Lang::Fr => fr,
+    }
+}
+
+fn message_text(lang: Lang, message: Message) -> (&'static str, &'static str) {
+    match message {
+        Message::Thanks => (
+            tr(lang, "Thank you", "Merci"),
+            tr(
+                lang,
+                "Your answers were received. They will be combined with those of other patients to improve care.",
+                "Vos réponses ont bien été reçues. Elles seront combinées à celles d'autres patients pour améliorer les soins.",
+            ),
+        ),
+        Message::Declined => (
+            tr(lang, "You declined", "Vous avez refusé"),
+            tr(
+                lang,
+                "You will not receive any further invitation for this survey.",
+                "Vous ne recevrez plus d'invitation pour ce sondage.",
+            ),
+        ),
+        Message::InvalidLink => (
+            tr(lang, "This link is not valid", "Ce lien n'est pas valide"),
+            tr(lang, "The link is not valid or has expired.", "Le lien n'est pas valide ou a expiré."),
+        ),
+        Message::AlreadyAnswered => (
+            tr(lang, "Already answered", "Déjà rempli"),
+            tr(lang, "This survey was already answered.", "Ce sondage a déjà été rempli."),
+        ),
+        Message::BadAnswers => (
+            tr(lang, "Some answers could not be accepted", "Certaines réponses n'ont pas pu être acceptées"),
+            tr(lang, "Please go back and try again.", "Veuillez revenir en arrière et réessayer."),
+        ),
+        Message::TooManyAttempts => (
+            tr(lang, "Too many attempts", "Trop de tentatives"),
+            tr(lang, "Please try again later.", "Veuillez réessayer plus tard."),
+        ),
+    }
+}
+
+fn head(lang: Lang, title: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"{}\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <meta name=\"referrer\" content=\"no-referrer\">\n<title>{}</title>\n\
+         <link rel=\"stylesheet\" href=\"/assets/site.css\">\n</head>\n<body>\n<main>\n",
+        lang.as_str(),
+        escape(title)
+    )
+}
+
+const FOOT: &str = "</main>\n</body>\n</html>\n";
+
+fn switch(lang: Lang, switch_href: &str) -> String {
+    let label = match lang.other() {
+        Lang::En => "English",
+        Lang::Fr => "Français",
+    };
+    format!(
+        "<p class=\"lang\"><a href=\"{}\" hreflang=\"{}\" lang=\"{}\">{label}</a></p>\n",
+        escape(switch_href),
+        lang.other().as_str(),
+        lang.other().as_str()
+    )
+}
+
+/// The consent page: what the survey is, and agree or decline.
+pub fn consent_page(lang: Lang, title: &str, action: &str, csrf: &str, switch_href: &str) -> String {
+    let mut page = head(lang, title);
+    page.push_str(&switch(lang, switch_href));
+    let _ = write!(
+        page,
+        "<h1>{}</h1>\n<p>{}</p>\n<p>{}</p>\n\
+         <form method=\"post\" action=\"{}\">\n<input type=\"hidden\" name=\"csrf\" value=\"{}\">\n\
+         <input type=\"hidden\" name=\"lang\" value=\"{}\">\n<div class=\"actions\">\n\
+         <button class=\"primary\" type=\"submit\" name=\"choice\" value=\"agree\">{}</button>\n\
+         <button class=\"secondary\" type=\"submit\" name=\"choice\" value=\"decline\">{}</button>\n\
+         </div>\n</form>\n",
+        escape(title),
+        tr(
+            lang,
+            "Your clinic would like to know about your recent visit. The survey is voluntary and anonymous: your answers are combined with those of other patients and are never linked to you.",
+            "Votre clinique aimerait connaître votre avis sur votre visite récente. Le sondage est facultatif et anonyme : vos réponses sont combinées à celles d'autres patients et ne sont jamais associées à vous.",
+        ),
+        tr(
+            lang,
+            "If you decline, you will not be invited to this survey again.",
+            "Si vous refusez, vous ne serez plus invité à ce sondage.",
+        ),
+        escape(action),
+        escape(csrf),
+        lang.as_str(),
+        tr(lang, "Take the survey", "Répondre au sondage"),
+        tr(lang, "No, thank you", "Non merci"),
+    );
+    page.push_str(FOOT);
+    page
+}
+
+/// The built-in survey: one fieldset per question, radios with labels.
+pub fn survey_page(
+    lang: Lang,
+    questionnaire: &Questionnaire,
+    action: &str,
+    csrf: &str,
+    switch_href: &str,
+) -> String {
+    let title = questionnaire.title.get(lang);
+    let mut page = head(lang, title);
+    page.push_str(&switch(lang, switch_href));
+    let _ = write!(
+        page,
+        "<h1>{}</h1>\n<p>{}</p>\n<form method=\"post\" action=\"{}\">\n\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\n<input type=\"hidden\" name=\"lang\" value=\"{}\">\n",
+        escape(title),
+        escape(questionnaire.intro.get(lang)),
+        escape(action),
+        escape(csrf),
+        lang.as_str()
+    );
+    for question in &questionnaire.questions {
+        let marker = if question.required {
+            format!(" <span class=\"required\">{}</span>", tr(lang, "(required)", "(obligatoire)"))
+        } else {
+            String::new()
+        };
+        let _ = write!(page, "<fieldset>\n<legend>{}{marker}</legend>\n", escape(question.text.get(lang)));
+        let rating = question.kind == Kind::Rating;
+        if rating {
+            page.push_str("<div class=\"rating\">\n");
+        }
+        for choice in &question.options {
+            let id = format!("{}-{}", question.id, choice.id);
+            let _ = writeln!(
+                page,
+                "<div class=\"choice\"><input type=\"radio\" id=\"{}\" name=\"{}\" value=\"{}\"{}>\
+                 <label for=\"{}\">{}</label></div>",
+                escape(&id),
+                escape(&question.id),
+                escape(&choice.id),
+                if question.required { " required" } else { "" },
+                escape(&id),
+                escape(choice.label.get(lang)),
+            );
+        }
+        if rating {
+            let _ = write!(
+                page,
+                "</div>\n<p class=\"ends\"><span>0 = {}</span><span>10 = {}</span></p>\n",
+                tr(lang, "worst", "les pires"),
+                tr(lang, "best", "les meilleurs")
+            );
+        }
+        page.push_str("</fieldset>\n");
+    }
+    let _ = write!(
+        page,
+        "<div class=\"actions\"><button class=\"primary\" type=\"submit\">{}</button></div>\n</form>\n",
+        tr(lang, "Send my answers", "Envoyer mes réponses")
+    );
+    page.push_str(FOOT);
+    page
+}
+
+/// A plain page with a heading and one paragraph, for outcomes.
+pub fn message_page(lang: Lang, message: Message) -> String {
+    message_page_with_detail(lang, message, None)
+}
+
+/// [`message_page`] with one more line, e.g. which answer was refused.
+pub fn message_page_with_detail(lang: Lang, message: Message, detail: Option<&str>) -> String {
+    let (heading, text) = message_text(lang, message);
+    let mut page = head(lang, heading);
+    let _ = write!(page, "<h1>{heading}</h1>\n<p>{text}</p>\n");
+    if let Some(detail) = detail {
+        let _ = writeln!(page, "<p class=\"error\">{}</p>", escape(detail));
+    }
+    page.push_str(FOOT);
+    page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_handles_the_five() {
+        assert_eq!(escape("<a href=\"x\">&'</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;");
+    }
+
+    fn no_outside_resources(page: &str) {
+        assert!(!page.contains("<script"));
+        assert!(!page.contains("http://") && !page.contains("https://"));
+        assert!(!page.contains("style="));
+    }
+
+    #[test]
+    fn consent_page_has_language_token_and_both_choices() {
+        let page = consent_page(Lang::Fr, "Titre", "/s/x/consent", "tok", "?lang=en");
+        assert!(page.contains("<html lang=\"fr\">"));
+        assert!(page.contains("name=\"csrf\" value=\"tok\""));
+        assert!(page.contains("value=\"agree\"") && page.contains("value=\"decline\""));
+        assert!(page.contains("English"));
+        no_outside_resources(&page);
+    }
+
+    #[test]
+    fn survey_page_labels_every_radio() {
+        let q = Questionnaire::builtin();
+        for lang in [Lang::En, Lang::Fr] {
+            let page = survey_page(lang, &q, "/s/x/survey", "tok", "?lang=fr");
+            assert_eq!(page.matches("<fieldset>").count(), q.questions.len());
+            let radios = page.matches("type=\"radio\"").count();
+            assert_eq!(radios, q.questions.iter().map(|q| q.options.len()).sum::<usize>());
+            assert_eq!(page.matches("<label for=").count(), radios);
+            no_outside_resources(&page);
+        }
+        assert!(survey_page(Lang::Fr, &q, "/", "t", "?").contains("Envoyer mes réponses"));
+    }
+
+    #[test]
+    fn questionnaire_text_is_escaped() {
+        let mut q = Questionnaire::builtin();
+        q.questions[0].text.en = "<script>alert(1)</script>".into();
+        let page = survey_page(Lang::En, &q, "/", "t", "?");
+        assert!(!page.contains("<script>"));
+        assert!(page.contains("&lt;script&gt;"));
+    }
+}

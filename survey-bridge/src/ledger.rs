@@ -1,0 +1,158 @@
+//! The invitation ledger over gRPC: `surveybridge.v1.InvitationLedger/RecordInvitation`, for
+//! the outreach worker only (client certificate `spiffe://contactcache/outreach`).
+
+use std::sync::Arc;
+
+use cache_server::{
+    audit::{Actor, Audit, Event},
+    auth::Role,
+    clock::Clock,
+    guid::Guid,
+    tls::Peer,
+    validate::{self, FieldError},
+};
+use jiff::{SignedDuration, Timestamp};
+use proto::ledger::{
+    InvitationChannel, RecordInvitationRequest, RecordInvitationResponse,
+    invitation_ledger_server::InvitationLedger,
+};
+use tonic::{Request, Response, Status};
+use tracing::error;
+
+use crate::{
+    db::{Db, DbError, Invitation},
+    keys::Keys,
+};
+
+/// The ledger service.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    /// The database.
+    pub db: Db,
+    /// Key for GUID HMACs.
+    pub keys: Arc<Keys>,
+    /// The audit trail.
+    pub audit: Arc<Audit>,
+    /// Time.
+    pub clock: Clock,
+    /// Days a link works.
+    pub link_valid_days: u32,
+}
+
+fn invalid(field: &'static str, message: &'static str) -> Status {
+    cache_server::error::invalid(&FieldError { field, message })
+}
+
+/// The month (`YYYY-MM`, UTC) that `t` falls in.
+pub fn month_of(t: Timestamp) -> String {
+    t.to_string().get(..7).unwrap_or("0000-00").to_string()
+}
+
+impl Ledger {
+    fn audit(&self, event: Event<'_>) -> Result<(), Status> {
+        self.audit.record(event).map_err(|err| {
+            error!(cause = %err, "audit write failed; refusing the request");
+            Status::unavailable("the audit log cannot be written; the request was not carried out")
+        })
+    }
+
+    fn invitation(&self, request: &RecordInvitationRequest) -> Result<(Guid, Invitation), Status> {
+        let guid: Guid = request.guid.parse().map_err(|_| invalid("guid", "is not a UUID in text form"))?;
+        let field =
+            |e: FieldError| cache_server::error::invalid(&FieldError { field: e.field, message: e.message });
+        validate::id("site_id", &request.site_id).map_err(field)?;
+        validate::id("provider_id", &request.provider_id).map_err(field)?;
+        validate::id("campaign_id", &request.campaign_id).map_err(field)?;
+        let channel = match InvitationChannel::try_from(request.channel) {
+            Ok(InvitationChannel::Sms) => "sms",
+            Ok(InvitationChannel::Email) => "email",
+            _ => {
+                return Err(invalid("channel", "must be INVITATION_CHANNEL_SMS or INVITATION_CHANNEL_EMAIL"));
+            }
+        };
+        if !matches!(request.language.as_str(), "en" | "fr") {
+            return Err(invalid("language", "must be \"en\" or \"fr\""));
+        }
+        let sent_at = request
+            .sent_at
+            .as_ref()
+            .filter(|t| (0..1_000_000_000).contains(&t.nanos))
+            .and_then(|t| Timestamp::new(t.seconds, t.nanos).ok())
+            .ok_or(invalid("sent_at", "is required and must be a valid timestamp"))?;
+        let expires_at = sent_at
+            .checked_add(SignedDuration::from_hours(24 * i64::from(self.link_valid_days)))
+            .map_err(|_| invalid("sent_at", "is out of range"))?;
+        let inv = Invitation {
+            guid_hmac: self.keys.guid_hmac(&guid),
+            site_id: request.site_id.clone(),
+            provider_id: request.provider_id.clone(),
+            campaign_id: request.campaign_id.clone(),
+            channel: channel.into(),
+            language: request.language.clone(),
+            month: month_of(sent_at),
+            expires_at: expires_at.as_second(),
+        };
+        Ok((guid, inv))
+    }
+}
+
+#[tonic::async_trait]
+impl InvitationLedger for Ledger {
+    async fn record_invitation(
+        &self,
+        request: Request<RecordInvitationRequest>,
+    ) -> Result<Response<RecordInvitationResponse>, Status> {
+        let peer = request.extensions().get::<Arc<Peer>>().cloned();
+        let addr = peer.as_ref().map(|p| p.addr);
+        let caller = match peer.as_ref().map(|p| &p.identity) {
+            Some(Ok(caller)) if caller.role == Role::Outreach => caller.clone(),
+            Some(Ok(caller)) => {
+                let mut event =
+                    Event::new("PERMISSION_DENIED", "permission_denied", Actor::Caller(caller, addr));
+                event.rpc = Some("RecordInvitation");
+                self.audit(event)?;
+                return Err(Status::permission_denied(format!(
+                    "role {} may not call RecordInvitation",
+                    caller.role
+                )));
+            }
+            _ => {
+                let mut event = Event::new("AUTH_FAILED", "unauthenticated", Actor::Peer(addr));
+                event.rpc = Some("RecordInvitation");
+                self.audit(event)?;
+                return Err(Status::unauthenticated(
+                    "a client certificate naming the outreach role is required",
+                ));
+            }
+        };
+        let actor = Actor::Caller(&caller, addr);
+        let (guid, inv) = match self.invitation(request.get_ref()) {
+            Ok(parsed) => parsed,
+            Err(status) => {
+                self.audit(Event::new("INVITATION_RECORDED", "invalid_argument", actor))?;
+                return Err(status);
+            }
+        };
+        let result = self.db.record_invitation(&inv).await;
+        let (outcome, answer) = match result {
+            Ok(created) => (
+                "ok",
+                Ok(RecordInvitationResponse {
+                    created,
+                    expires_at: Some(prost_types::Timestamp { seconds: inv.expires_at, nanos: 0 }),
+                }),
+            ),
+            Err(DbError::Conflict) => {
+                ("already_exists", Err(Status::already_exists("this guid was recorded with other details")))
+            }
+            Err(err) => {
+                error!(cause = %err, "ledger write failed");
+                ("internal", Err(Status::internal("internal error")))
+            }
+        };
+        let mut event = Event::new("INVITATION_RECORDED", outcome, actor);
+        event.guid = Some(&guid);
+        self.audit(event)?;
+        answer.map(Response::new)
+    }
+}

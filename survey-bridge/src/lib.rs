@@ -1,0 +1,22 @@
+//! The survey bridge: what a patient sees after clicking an invitation link, and where the
+//! answers become anonymous counts.
+//!
+//! Where to look:
+//! - [`server::run`] starts everything; `main.rs` only parses flags.
+//! - [`ledger`] records invitations for the outreach worker (gRPC over mutual TLS).
+//! - [`pages`] serves the consent and survey pages ([`html`] renders them, [`https`] accepts
+//!   their connections); [`questionnaire`] is the built-in survey.
+//! - [`db`] keeps the ledger and the aggregates (SQLite or PostgreSQL); [`keys`] derives
+//!   the keys that hash GUIDs and sign forms; [`config`] reads settings.
+
+pub mod config;
+pub mod db;
+pub mod html;
+pub mod https;
+pub mod keys;
+pub mod ledger;
+pub mod pages;
+pub mod questionnaire;
+pub mod server;
+
+pub use server::{Listeners, RunError, run};

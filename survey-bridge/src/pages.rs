@@ -1,0 +1,313 @@
+//! The patient pages: consent, the built-in survey, and the outcomes.
+//!
+//! A link is `/s/{guid}`. Nothing about the patient is in it but the GUID, and the pages
+//! keep it from leaking: no referrer, no third-party anything, no cookies (form tokens
+//! instead). Client addresses are used only for the in-memory guessing throttle, never
+//! stored or logged.
+
+// Handlers return early with a finished response; boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
+
+use axum::{
+    Form, Router,
+    extract::{ConnectInfo, Path, Query, Request, State},
+    http::{HeaderName, HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{Html, IntoResponse, Redirect, Response},
+    routing::get,
+};
+use cache_server::{
+    audit::{Actor, Audit, Event},
+    clock::Clock,
+    guid::Guid,
+    throttle::Throttle,
+};
+use serde::Deserialize;
+use tracing::error;
+
+use crate::{
+    config::CampaignConfig,
+    db::{Db, Invitation, Outcome, State as LinkState},
+    html::{self, Message},
+    https::ClientAddr,
+    keys::Keys,
+    questionnaire::{Lang, Questionnaire},
+};
+
+/// What the pages need.
+#[derive(Debug)]
+pub struct Pages {
+    /// The ledger and aggregates.
+    pub db: Db,
+    /// GUID HMACs and form tokens.
+    pub keys: Arc<Keys>,
+    /// The built-in survey.
+    pub questionnaire: Questionnaire,
+    /// Per-campaign settings.
+    pub campaigns: BTreeMap<String, CampaignConfig>,
+    /// Time.
+    pub clock: Clock,
+    /// The audit trail.
+    pub audit: Arc<Audit>,
+    /// Bad link look-ups per client address.
+    pub guesses: Throttle<IpAddr>,
+}
+
+type Shared = Arc<Pages>;
+
+/// The routes, with the security headers on every response.
+pub fn router(pages: Pages) -> Router {
+    Router::new()
+        .route("/s/{guid}", get(consent))
+        .route("/s/{guid}/consent", axum::routing::post(consent_answer))
+        .route("/s/{guid}/survey", get(survey).post(survey_answer))
+        .route("/assets/site.css", get(css))
+        .fallback(|| async { page(StatusCode::NOT_FOUND, Lang::En, Message::InvalidLink) })
+        .layer(middleware::from_fn(security_headers))
+        .with_state(Arc::new(pages))
+}
+
+/// The content security policy of every page.
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CSP),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::STRICT_TRANSPORT_SECURITY, "max-age=31536000; includeSubDomains"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CACHE_CONTROL, "no-store"),
+        (HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+async fn css() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], html::SITE_CSS)
+}
+
+fn page(status: StatusCode, lang: Lang, message: Message) -> Response {
+    (status, Html(html::message_page(lang, message))).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct LangQuery {
+    lang: Option<String>,
+}
+
+/// An open link: its GUID and invitation, and the page language.
+struct Link {
+    guid: Guid,
+    inv: Invitation,
+    lang: Lang,
+}
+
+impl Pages {
+    fn audit(&self, event: Event<'_>) -> Result<(), Response> {
+        self.audit.record(event).map_err(|err| {
+            error!(cause = %err, "audit write failed; refusing the request");
+            (StatusCode::SERVICE_UNAVAILABLE, "the service is unavailable; please try again later")
+                .into_response()
+        })
+    }
+
+    fn rejected(&self, ip: IpAddr, guid: Option<&Guid>, why: &str, lang: Lang, message: Message) -> Response {
+        self.guesses.record_failure(&ip);
+        let mut event = Event::new("GUID_REJECTED", why, Actor::System);
+        event.guid = guid;
+        if let Err(response) = self.audit(event) {
+            return response;
+        }
+        let status =
+            if message == Message::InvalidLink { StatusCode::NOT_FOUND } else { StatusCode::CONFLICT };
+        page(status, lang, message)
+    }
+
+    /// Opens the link `/s/{text}`: an invited, unexpired GUID, or the page to show instead.
+    async fn open(&self, ip: IpAddr, text: &str, lang: Option<&str>) -> Result<Link, Response> {
+        let asked = lang.and_then(Lang::parse);
+        let fallback = asked.unwrap_or(Lang::En);
+        if self.guesses.is_blocked(&ip) {
+            return Err(page(StatusCode::TOO_MANY_REQUESTS, fallback, Message::TooManyAttempts));
+        }
+        let Ok(guid) = text.parse::<Guid>() else {
+            return Err(self.rejected(ip, None, "malformed", fallback, Message::InvalidLink));
+        };
+        let found = self.db.invitation(&self.keys.guid_hmac(&guid)).await.map_err(|err| {
+            error!(cause = %err, "ledger read failed");
+            page(StatusCode::SERVICE_UNAVAILABLE, fallback, Message::InvalidLink)
+        })?;
+        let Some((inv, state)) = found else {
+            return Err(self.rejected(ip, Some(&guid), "unknown", fallback, Message::InvalidLink));
+        };
+        let lang = asked.or(Lang::parse(&inv.language)).unwrap_or(Lang::En);
+        if self.clock.now().as_second() >= inv.expires_at {
+            return Err(self.rejected(ip, Some(&guid), "expired", lang, Message::InvalidLink));
+        }
+        match state {
+            LinkState::Invited => Ok(Link { guid, inv, lang }),
+            LinkState::Responded => {
+                Err(self.rejected(ip, Some(&guid), "used", lang, Message::AlreadyAnswered))
+            }
+            LinkState::Declined => Err(page(StatusCode::CONFLICT, lang, Message::Declined)),
+        }
+    }
+}
+
+fn switch_href(lang: Lang) -> String {
+    format!("?lang={}", lang.other().as_str())
+}
+
+async fn consent(
+    State(pages): State<Shared>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
+    Path(guid): Path<String>,
+    Query(query): Query<LangQuery>,
+) -> Response {
+    let link = match pages.open(peer.ip(), &guid, query.lang.as_deref()).await {
+        Ok(link) => link,
+        Err(response) => return response,
+    };
+    let csrf = pages.keys.csrf(&link.inv.guid_hmac, "consent");
+    let action = format!("/s/{}/consent", link.guid);
+    let title = pages.questionnaire.title.get(link.lang);
+    Html(html::consent_page(link.lang, title, &action, &csrf, &switch_href(link.lang))).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct ConsentForm {
+    csrf: String,
+    choice: String,
+    lang: Option<String>,
+}
+
+async fn consent_answer(
+    State(pages): State<Shared>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
+    Path(guid): Path<String>,
+    Form(form): Form<ConsentForm>,
+) -> Response {
+    let link = match pages.open(peer.ip(), &guid, form.lang.as_deref()).await {
+        Ok(link) => link,
+        Err(response) => return response,
+    };
+    if !pages.keys.csrf_ok(&link.inv.guid_hmac, "consent", &form.csrf) {
+        return page(StatusCode::FORBIDDEN, link.lang, Message::InvalidLink);
+    }
+    match form.choice.as_str() {
+        "agree" => {
+            let mut event = Event::new("CONSENT_GIVEN", "ok", Actor::System);
+            event.guid = Some(&link.guid);
+            if let Err(response) = pages.audit(event) {
+                return response;
+            }
+            match pages.campaigns.get(&link.inv.campaign_id).and_then(|c| c.external_url.as_deref()) {
+                // The GUID is the only patient-specific part of the external address.
+                Some(template) => {
+                    Redirect::to(&template.replace("{guid}", &link.guid.to_string())).into_response()
+                }
+                None => Redirect::to(&format!("/s/{}/survey?lang={}", link.guid, link.lang.as_str()))
+                    .into_response(),
+            }
+        }
+        "decline" => {
+            let outcome = pages.db.decline(&link.inv.guid_hmac, pages.clock.now()).await;
+            let mut event = Event::new("OPT_OUT", outcome_name(&outcome), Actor::System);
+            event.guid = Some(&link.guid);
+            if let Err(response) = pages.audit(event) {
+                return response;
+            }
+            match outcome {
+                Ok(Outcome::Accepted) => page(StatusCode::OK, link.lang, Message::Declined),
+                Ok(_) => page(StatusCode::CONFLICT, link.lang, Message::AlreadyAnswered),
+                Err(err) => {
+                    error!(cause = %err, "decline failed");
+                    page(StatusCode::SERVICE_UNAVAILABLE, link.lang, Message::InvalidLink)
+                }
+            }
+        }
+        _ => (StatusCode::UNPROCESSABLE_ENTITY, "choice must be agree or decline").into_response(),
+    }
+}
+
+fn outcome_name(outcome: &Result<Outcome, crate::db::DbError>) -> &'static str {
+    match outcome {
+        Ok(Outcome::Accepted) => "ok",
+        Ok(Outcome::Unknown) => "unknown",
+        Ok(Outcome::Expired) => "expired",
+        Ok(Outcome::AlreadyUsed) => "used",
+        Err(_) => "internal",
+    }
+}
+
+async fn survey(
+    State(pages): State<Shared>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
+    Path(guid): Path<String>,
+    Query(query): Query<LangQuery>,
+) -> Response {
+    let link = match pages.open(peer.ip(), &guid, query.lang.as_deref()).await {
+        Ok(link) => link,
+        Err(response) => return response,
+    };
+    let csrf = pages.keys.csrf(&link.inv.guid_hmac, "survey");
+    let action = format!("/s/{}/survey", link.guid);
+    Html(html::survey_page(link.lang, &pages.questionnaire, &action, &csrf, &switch_href(link.lang)))
+        .into_response()
+}
+
+async fn survey_answer(
+    State(pages): State<Shared>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
+    Path(guid): Path<String>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let mut csrf = String::new();
+    let mut lang = None;
+    let mut answers = Vec::new();
+    for (name, value) in fields {
+        match name.as_str() {
+            "csrf" => csrf = value,
+            "lang" => lang = Some(value),
+            _ => answers.push((name, value)),
+        }
+    }
+    let link = match pages.open(peer.ip(), &guid, lang.as_deref()).await {
+        Ok(link) => link,
+        Err(response) => return response,
+    };
+    if !pages.keys.csrf_ok(&link.inv.guid_hmac, "survey", &csrf) {
+        return page(StatusCode::FORBIDDEN, link.lang, Message::InvalidLink);
+    }
+    let answers = match pages.questionnaire.check_answers(&answers) {
+        Ok(answers) => answers,
+        Err(err) => {
+            let body = html::message_page_with_detail(link.lang, Message::BadAnswers, Some(&err.to_string()));
+            return (StatusCode::UNPROCESSABLE_ENTITY, Html(body)).into_response();
+        }
+    };
+    let outcome = pages.db.submit(&link.inv.guid_hmac, pages.clock.now(), &answers).await;
+    let mut event = Event::new("RESPONSE_ACCEPTED", outcome_name(&outcome), Actor::System);
+    event.guid = Some(&link.guid);
+    if let Err(response) = pages.audit(event) {
+        return response;
+    }
+    match outcome {
+        Ok(Outcome::Accepted) => page(StatusCode::OK, link.lang, Message::Thanks),
+        Ok(Outcome::AlreadyUsed) => page(StatusCode::CONFLICT, link.lang, Message::AlreadyAnswered),
+        Ok(Outcome::Unknown | Outcome::Expired) => {
+            page(StatusCode::NOT_FOUND, link.lang, Message::InvalidLink)
+        }
+        Err(err) => {
+            error!(cause = %err, "submission failed");
+            page(StatusCode::SERVICE_UNAVAILABLE, link.lang, Message::InvalidLink)
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Starting and stopping the bridge: [`run`] serves the pages and the ledger until the
+//! shutdown future completes.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use cache_server::{
+    audit::{Actor, Audit, Event},
+    clock::Clock,
+    throttle::Throttle,
+    tls::Acceptor,
+};
+use jiff::SignedDuration;
+use proto::ledger::invitation_ledger_server::InvitationLedgerServer;
+use tokio::{net::TcpListener, sync::watch};
+use tonic::transport::Server;
+use tracing::{info, warn};
+
+use crate::{
+    config::BridgeConfig,
+    db::Db,
+    https::{self, TlsListener},
+    keys::Keys,
+    ledger::Ledger,
+    pages::{self, Pages},
+    questionnaire::Questionnaire,
+};
+
+/// The sockets the bridge serves on, bound by the caller.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The patient pages (HTTPS).
+    pub https: TcpListener,
+    /// The invitation ledger (gRPC over mutual TLS).
+    pub grpc: TcpListener,
+}
+
+/// Why the bridge could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// TLS material unusable.
+    #[error(transparent)]
+    Tls(#[from] cache_server::tls::TlsError),
+    /// The key or audit files are unusable.
+    #[error(transparent)]
+    Setup(#[from] cache_server::audit::AuditSetupError),
+    /// The audit log cannot be written.
+    #[error(transparent)]
+    Audit(#[from] cache_server::audit::AuditError),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    /// The questionnaire file is unusable.
+    #[error("questionnaire: {0}")]
+    Questionnaire(String),
+    /// A server failed.
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+    /// The gRPC server failed.
+    #[error("grpc server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves until `shutdown` completes, then lets requests in flight finish.
+pub async fn run(
+    listeners: Listeners,
+    config: BridgeConfig,
+    clock: Clock,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RunError> {
+    let questionnaire = match &config.questionnaire {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| RunError::Questionnaire(format!("{}: {e}", path.display())))?;
+            Questionnaire::from_toml(&text).map_err(|e| RunError::Questionnaire(e.to_string()))?
+        }
+        None => Questionnaire::builtin(),
+    };
+    let keys = Arc::new(Keys::load(&config.key_file)?);
+    let audit_key = cache_server::audit::load_key(&config.audit.key_file)?;
+    let audit = Arc::new(
+        Audit::open(&config.audit.path, audit_key, clock.clone())?.with_system_name("survey-bridge"),
+    );
+    let db = Db::connect(&config.database_url).await?;
+    let mut start = Event::new("SERVER_START", "ok", Actor::System);
+    let detail = format!("questionnaire {}", questionnaire.id);
+    start.detail = Some(&detail);
+    audit.record(start)?;
+
+    // The ledger, for the outreach worker: gRPC over mutual TLS.
+    let grpc_tls =
+        cache_server::tls::server_config(&config.tls.cert, &config.tls.key, &config.tls.client_ca)?;
+    let handshake_timeout = Duration::from_secs(config.tls.handshake_timeout_seconds);
+    let acceptor = Acceptor {
+        config: grpc_tls,
+        handshake_timeout,
+        audit: audit.clone(),
+        throttle: Throttle::new(20, SignedDuration::from_mins(1), clock.clone()),
+    };
+    let grpc_addr = listeners.grpc.local_addr()?;
+    let (incoming, accept_task) = cache_server::tls::incoming(listeners.grpc, Arc::new(acceptor));
+    let ledger = Ledger {
+        db: db.clone(),
+        keys: keys.clone(),
+        audit: audit.clone(),
+        clock: clock.clone(),
+        link_valid_days: config.link_valid_days,
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut grpc_stop = stop_rx.clone();
+    let grpc = tokio::spawn(
+        Server::builder().add_service(InvitationLedgerServer::new(ledger)).serve_with_incoming_shutdown(
+            incoming,
+            async move {
+                let _ = grpc_stop.wait_for(|stop| *stop).await;
+            },
+        ),
+    );
+
+    // The patient pages: HTTPS.
+    let pages = Pages {
+        db,
+        keys,
+        questionnaire,
+        campaigns: config.campaigns.clone(),
+        clock: clock.clone(),
+        audit: audit.clone(),
+        guesses: Throttle::new(config.max_bad_links_per_minute, SignedDuration::from_mins(1), clock),
+    };
+    let https_addr = listeners.https.local_addr()?;
+    let listener = TlsListener::new(
+        listeners.https,
+        https::server_config(&config.tls.cert, &config.tls.key)?,
+        handshake_timeout,
+    )?;
+    let mut https_stop = stop_rx;
+    let app = pages::router(pages).into_make_service_with_connect_info::<https::ClientAddr>();
+    let web = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = https_stop.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    info!(%https_addr, %grpc_addr, "survey bridge listening");
+
+    shutdown.await;
+    info!("shutting down: draining requests in flight");
+    let _ = stop_tx.send(true);
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    let drained = tokio::time::timeout(grace, async { (web.await, grpc.await) }).await;
+    accept_task.abort();
+    if drained.is_err() {
+        warn!("drain deadline passed; closing the connections still open");
+    }
+    if let Err(err) = audit.record(Event::new("SERVER_STOP", "ok", Actor::System)) {
+        warn!(cause = %err, "cannot audit the stop");
+    }
+    Ok(())
+}

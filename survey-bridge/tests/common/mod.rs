@@ -1,0 +1,209 @@
+//! Test helpers: a real bridge on ephemeral loopback ports, on SQLite and (where
+//! `BRIDGE_TEST_POSTGRES_URL` names a server) on PostgreSQL, with a development PKI made in
+//! the test; an HTTPS client that trusts it; and a ledger client with the outreach role.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+
+use cache_server::{certs::DevPki, clock::Clock};
+use proto::ledger::{
+    InvitationChannel, RecordInvitationRequest, invitation_ledger_client::InvitationLedgerClient,
+};
+use survey_bridge::{Listeners, RunError, config::BridgeConfig};
+use tempfile::TempDir;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+/// Where the manual clock starts.
+pub const START: &str = "2026-11-24T15:00:00Z";
+
+/// The databases every storage test runs against: a new SQLite file, and a new PostgreSQL
+/// database when `BRIDGE_TEST_POSTGRES_URL` is set (CI sets it, and sets
+/// `BRIDGE_REQUIRE_POSTGRES=1` so that its absence fails rather than skips).
+pub async fn databases(dir: &std::path::Path) -> Vec<String> {
+    let mut urls = vec![format!("sqlite://{}?mode=rwc", dir.join("bridge.db").display())];
+    match std::env::var("BRIDGE_TEST_POSTGRES_URL") {
+        Ok(admin) => urls.push(new_postgres_database(&admin).await),
+        Err(_) if std::env::var("BRIDGE_REQUIRE_POSTGRES").is_ok() => {
+            panic!("BRIDGE_REQUIRE_POSTGRES is set but BRIDGE_TEST_POSTGRES_URL is not")
+        }
+        Err(_) => eprintln!("BRIDGE_TEST_POSTGRES_URL not set: PostgreSQL not tested here"),
+    }
+    urls
+}
+
+/// A new SQLite database, for tests whose subject does not depend on the database.
+pub fn sqlite(dir: &std::path::Path) -> String {
+    format!("sqlite://{}?mode=rwc", dir.join("bridge.db").display())
+}
+
+async fn new_postgres_database(admin: &str) -> String {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
+    let name = format!("bridge_{}", uuid::Uuid::new_v4().simple());
+    sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+/// A bridge running in this process.
+pub struct Bridge {
+    pub https: SocketAddr,
+    pub grpc: SocketAddr,
+    pub clock: Clock,
+    pub dir: Arc<TempDir>,
+    pub database_url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), RunError>>>,
+}
+
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A development PKI and keys in a new folder, and a configuration using them.
+pub fn test_config(database_url: Option<String>) -> (BridgeConfig, Arc<TempDir>) {
+    install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = DevPki::generate(&["localhost".into(), "127.0.0.1".into()]).unwrap();
+    pki.write_all(dir.path(), &["site-1001".to_string()]).unwrap();
+    let mut config = BridgeConfig::default();
+    config.tls.cert = dir.path().join("survey-bridge.pem");
+    config.tls.key = dir.path().join("survey-bridge.key");
+    config.tls.client_ca = dir.path().join("ca.pem");
+    config.key_file = dir.path().join("survey-bridge-secret.key");
+    config.audit.path = dir.path().join("audit.jsonl");
+    config.audit.key_file = dir.path().join("audit.key");
+    config.database_url = database_url
+        .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.path().join("bridge.db").display()));
+    (config, Arc::new(dir))
+}
+
+/// Starts a bridge on `database_url`, with the test configuration changed by `tweak`.
+pub async fn start(database_url: &str, tweak: impl FnOnce(&mut BridgeConfig)) -> Bridge {
+    let (mut config, dir) = test_config(Some(database_url.to_string()));
+    tweak(&mut config);
+    let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (https_addr, grpc_addr) = (https.local_addr().unwrap(), grpc.local_addr().unwrap());
+    let clock = Clock::manual(START.parse().unwrap());
+    let (tx, rx) = oneshot::channel();
+    let handle = tokio::spawn(survey_bridge::run(Listeners { https, grpc }, config, clock.clone(), async {
+        let _ = rx.await;
+    }));
+    Bridge {
+        https: https_addr,
+        grpc: grpc_addr,
+        clock,
+        dir,
+        database_url: database_url.to_string(),
+        shutdown: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Bridge {
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub async fn stop(mut self) -> Result<(), RunError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.handle.take().unwrap().await.unwrap()
+    }
+
+    /// An HTTPS client that trusts the test CA, does not follow redirects, and sends no
+    /// cookies.
+    pub fn http(&self) -> reqwest::Client {
+        use rustls_pki_types::{CertificateDer, pem::PemObject};
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_file(self.path("ca.pem")).unwrap()).unwrap();
+        let tls =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .resolve("localhost", self.https)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.https.port())
+    }
+
+    /// A ledger client presenting the certificate written for `name` (e.g. `outreach`).
+    pub async fn ledger_as(&self, name: &str) -> InvitationLedgerClient<Channel> {
+        let cert = std::fs::read_to_string(self.path(&format!("{name}.pem"))).unwrap();
+        let key = std::fs::read_to_string(self.path(&format!("{name}.key"))).unwrap();
+        let ca = std::fs::read_to_string(self.path("ca.pem")).unwrap();
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca))
+            .identity(Identity::from_pem(cert, key))
+            .domain_name("localhost");
+        let channel = Channel::from_shared(format!("https://127.0.0.1:{}", self.grpc.port()))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        InvitationLedgerClient::new(channel)
+    }
+
+    /// Records an invitation for `guid` as the outreach worker, sent at the clock's time.
+    pub async fn invite(&self, guid: &str, provider: &str, language: &str) {
+        let mut ledger = self.ledger_as("outreach").await;
+        ledger.record_invitation(invitation(guid, provider, language, self.clock.now())).await.unwrap();
+    }
+
+    /// The audit log's lines so far.
+    pub fn audit_lines(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.path("audit.jsonl")).unwrap_or_default();
+        text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+    }
+}
+
+pub fn invitation(
+    guid: &str,
+    provider: &str,
+    language: &str,
+    at: jiff::Timestamp,
+) -> RecordInvitationRequest {
+    RecordInvitationRequest {
+        guid: guid.into(),
+        site_id: "site-1001".into(),
+        provider_id: provider.into(),
+        campaign_id: "pcpe-2026q4".into(),
+        channel: InvitationChannel::Email as i32,
+        language: language.into(),
+        sent_at: Some(prost_types::Timestamp { seconds: at.as_second(), nanos: 0 }),
+    }
+}
+
+/// A new random GUID in text form.
+pub fn guid() -> String {
+    cache_server::guid::Guid::random().unwrap().to_string()
+}
+
+/// The hidden `csrf` value in a page.
+pub fn csrf(page: &str) -> String {
+    let at = page.find("name=\"csrf\"").expect("a csrf field");
+    let window = &page[at.saturating_sub(200)..(at + 200).min(page.len())];
+    let value = window.split("value=\"").nth(1).unwrap();
+    value[..value.find('"').unwrap()].to_string()
+}
