@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Runs the tier locally on embedded defaults: a development CA and certificates in
-# ./state/certs, the cache on 127.0.0.1:50051 (gRPC over TLS) and its metrics on
-# 127.0.0.1:9464. Ctrl-C stops it cleanly.
+# Runs the tier locally on embedded defaults: a development CA, certificates and keys in
+# ./state/certs, the cache on 127.0.0.1:50051 (gRPC over mutual TLS, metrics on
+# 127.0.0.1:9464) and the survey bridge on https://localhost:8443 (ledger on
+# 127.0.0.1:50052, SQLite in ./state). Ctrl-C stops both cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 state=state
 mkdir -p "$state"
-cargo build --release -p cache-server
+cargo build --release -p cache-server -p survey-bridge
 bin=target/release/cache-server
+bridge=target/release/survey-bridge
 
-if [[ ! -f $state/certs/audit.key ]]; then
+if [[ ! -f $state/certs/survey-bridge-secret.key ]]; then
   "$bin" certs --out "$state/certs"
 fi
 
@@ -29,10 +31,29 @@ cache-server (development set-up)
   health          grpc.health.v1.Health on the same port; server reflection too
   metrics         curl http://127.0.0.1:9464/metrics
   config          deploy/cache-server.example.toml, overridden by the flags below
-Stop with Ctrl-C: requests in flight finish, then the store is erased.
+
+survey-bridge (development set-up)
+  patient pages   https://localhost:8443/s/<GUID>   (trust $state/certs/ca.pem)
+  ledger          gRPC over mutual TLS on 127.0.0.1:50052 (outreach certificate)
+  database        $state/survey-bridge.db (SQLite)
+  audit log       $state/survey-bridge-audit.jsonl
+  config          deploy/survey-bridge.example.toml, overridden by the flags below
+
+Stop with Ctrl-C: requests in flight finish, then the cache's store is erased.
 
 MSG
-exec "$bin" --config deploy/cache-server.example.toml \
+"$bridge" --config deploy/survey-bridge.example.toml \
+  --set "database_url=sqlite://$state/survey-bridge.db?mode=rwc" \
+  --set "key_file=$state/certs/survey-bridge-secret.key" \
+  --set "tls.cert=$state/certs/survey-bridge.pem" \
+  --set "tls.key=$state/certs/survey-bridge.key" \
+  --set "tls.client_ca=$state/certs/ca.pem" \
+  --set "audit.path=$state/survey-bridge-audit.jsonl" \
+  --set "audit.key_file=$state/certs/audit.key" &
+bridge_pid=$!
+trap 'kill -TERM $bridge_pid 2>/dev/null; wait $bridge_pid 2>/dev/null' EXIT
+
+"$bin" --config deploy/cache-server.example.toml \
   --set "tls.cert=$state/certs/cache-server.pem" \
   --set "tls.key=$state/certs/cache-server.key" \
   --set "tls.client_ca=$state/certs/ca.pem" \

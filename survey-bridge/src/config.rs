@@ -29,6 +29,9 @@ pub struct BridgeConfig {
     pub questionnaire: Option<PathBuf>,
     /// Per-campaign settings, by campaign id.
     pub campaigns: BTreeMap<String, CampaignConfig>,
+    /// The contact cache, which declines are forwarded to (`OptOut`). Without it they wait
+    /// in the outbox.
+    pub cache: Option<CacheClientConfig>,
     /// Failed link look-ups allowed per client address per minute before it is refused for
     /// a minute (counted in memory only; addresses are never stored).
     pub max_bad_links_per_minute: u32,
@@ -44,6 +47,38 @@ pub struct BridgeConfig {
     pub audit: AuditConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// How the bridge reaches the contact cache.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheClientConfig {
+    /// The cache's gRPC address, e.g. `https://localhost:50051`.
+    pub url: String,
+    /// The name in the cache's certificate.
+    pub server_name: String,
+    /// The CA that signed the cache's certificate.
+    pub ca: PathBuf,
+    /// The bridge's client certificate (URI SAN `spiffe://contactcache/bridge`).
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+    /// Seconds before the first retry of a failed delivery; each retry doubles it, up to an
+    /// hour. Also how often the outbox is looked at.
+    pub retry_seconds: u64,
+}
+
+impl Default for CacheClientConfig {
+    fn default() -> Self {
+        CacheClientConfig {
+            url: "https://localhost:50051".into(),
+            server_name: "localhost".into(),
+            ca: PathBuf::from("certs/ca.pem"),
+            cert: PathBuf::from("certs/bridge.pem"),
+            key: PathBuf::from("certs/bridge.key"),
+            retry_seconds: 30,
+        }
+    }
 }
 
 /// One campaign's settings.
@@ -65,6 +100,7 @@ impl Default for BridgeConfig {
             link_valid_days: 30,
             questionnaire: None,
             campaigns: BTreeMap::new(),
+            cache: None,
             max_bad_links_per_minute: 20,
             shutdown_grace_seconds: 20,
             tls: TlsConfig {
@@ -108,6 +144,24 @@ impl BridgeConfig {
                 if !ok {
                     return Err(ConfigError::new(format!(
                         "campaigns.{id}.external_url must be https:// and hold {{guid}} exactly once"
+                    )));
+                }
+            }
+        }
+        if let Some(cache) = &self.cache {
+            if !cache.url.starts_with("https://") {
+                return Err(ConfigError::new("cache.url must start with https://"));
+            }
+            if cache.retry_seconds == 0 {
+                return Err(ConfigError::new("cache.retry_seconds must be at least 1"));
+            }
+            for (name, path) in
+                [("cache.ca", &cache.ca), ("cache.cert", &cache.cert), ("cache.key", &cache.key)]
+            {
+                if !path.is_file() {
+                    return Err(ConfigError::new(format!(
+                        "{name}: {} is not a readable file",
+                        path.display()
                     )));
                 }
             }

@@ -205,17 +205,69 @@ impl Db {
         Ok(Outcome::Accepted)
     }
 
-    /// Records a decline: the invitation is marked declined and the period's opt-outs
-    /// counted, if it was unexpired and unused.
-    pub async fn decline(&self, guid_hmac: &str, now: Timestamp) -> Result<Outcome, DbError> {
+    /// Records a decline, if the invitation was unexpired and unused: in one transaction
+    /// it is marked declined, the period's opt-outs counted, and the GUID queued for the
+    /// cache's `OptOut` in the outbox.
+    pub async fn decline(&self, guid: &str, guid_hmac: &str, now: Timestamp) -> Result<Outcome, DbError> {
         let mut tx = self.pool.begin().await?;
         let inv = match claim(&mut tx, guid_hmac, now, State::Declined).await? {
             Ok(inv) => inv,
             Err(outcome) => return Ok(outcome),
         };
         bump_period(&mut tx, &inv, Count::OptOuts).await?;
+        sqlx::query(
+            "INSERT INTO opt_out_outbox (guid, attempts, next_attempt_at) VALUES ($1, 0, $2) \
+             ON CONFLICT (guid) DO NOTHING",
+        )
+        .bind(guid)
+        .bind(now.as_second())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Outcome::Accepted)
+    }
+
+    /// Opt-outs due for delivery to the cache at `now`, with their attempts so far.
+    pub async fn due_opt_outs(&self, now: Timestamp, limit: i64) -> Result<Vec<(String, i64)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT guid, attempts FROM opt_out_outbox WHERE next_attempt_at <= $1 \
+             ORDER BY next_attempt_at LIMIT $2",
+        )
+        .bind(now.as_second())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+    }
+
+    /// The cache has the opt-out: forget the GUID.
+    pub async fn opt_out_delivered(&self, guid: &str) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM opt_out_outbox WHERE guid = $1").bind(guid).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Delivery failed: try again at `next_attempt_at`.
+    pub async fn opt_out_failed(
+        &self,
+        guid: &str,
+        attempts: i64,
+        next_attempt_at: Timestamp,
+    ) -> Result<(), DbError> {
+        sqlx::query("UPDATE opt_out_outbox SET attempts = $1, next_attempt_at = $2 WHERE guid = $3")
+            .bind(attempts)
+            .bind(next_attempt_at.as_second())
+            .bind(guid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Opt-outs not yet delivered, with their attempts so far.
+    pub async fn pending_opt_outs(&self) -> Result<Vec<(String, i64)>, DbError> {
+        let rows = sqlx::query("SELECT guid, attempts FROM opt_out_outbox ORDER BY guid")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
     }
 
     /// The counts of one (site, provider, campaign, month).

@@ -6,6 +6,7 @@
 //! - [`ledger`] records invitations for the outreach worker (gRPC over mutual TLS).
 //! - [`pages`] serves the consent and survey pages ([`html`] renders them, [`https`] accepts
 //!   their connections); [`questionnaire`] is the built-in survey.
+//! - [`outbox`] forwards declines to the cache's `OptOut`, retrying while it is down.
 //! - [`db`] keeps the ledger and the aggregates (SQLite or PostgreSQL); [`keys`] derives
 //!   the keys that hash GUIDs and sign forms; [`config`] reads settings.
 
@@ -15,6 +16,7 @@ pub mod html;
 pub mod https;
 pub mod keys;
 pub mod ledger;
+pub mod outbox;
 pub mod pages;
 pub mod questionnaire;
 pub mod server;

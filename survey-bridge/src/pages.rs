@@ -53,6 +53,8 @@ pub struct Pages {
     pub audit: Arc<Audit>,
     /// Bad link look-ups per client address.
     pub guesses: Throttle<IpAddr>,
+    /// Wakes the outbox when a decline queues an opt-out.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 type Shared = Arc<Pages>;
@@ -218,7 +220,9 @@ async fn consent_answer(
             }
         }
         "decline" => {
-            let outcome = pages.db.decline(&link.inv.guid_hmac, pages.clock.now()).await;
+            let outcome =
+                pages.db.decline(&link.guid.to_string(), &link.inv.guid_hmac, pages.clock.now()).await;
+            pages.wake.notify_one();
             let mut event = Event::new("OPT_OUT", outcome_name(&outcome), Actor::System);
             event.guid = Some(&link.guid);
             if let Err(response) = pages.audit(event) {

@@ -21,6 +21,7 @@ use crate::{
     https::{self, TlsListener},
     keys::Keys,
     ledger::Ledger,
+    outbox::{self, Outbox},
     pages::{self, Pages},
     questionnaire::Questionnaire,
 };
@@ -116,6 +117,26 @@ pub async fn run(
         ),
     );
 
+    // Declines, forwarded to the cache.
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let (client, retry_seconds) = match &config.cache {
+        Some(cache) => (Some(outbox::cache_client(cache)?), cache.retry_seconds),
+        None => {
+            warn!("no cache configured: opt-outs will wait in the outbox");
+            (None, 30)
+        }
+    };
+    let retry = SignedDuration::from_secs(retry_seconds as i64);
+    let outbox = Outbox {
+        db: db.clone(),
+        client,
+        clock: clock.clone(),
+        audit: audit.clone(),
+        retry,
+        wake: wake.clone(),
+    };
+    let outbox_task = tokio::spawn(outbox.run(Duration::from_secs(retry_seconds), stop_rx.clone()));
+
     // The patient pages: HTTPS.
     let pages = Pages {
         db,
@@ -125,6 +146,7 @@ pub async fn run(
         clock: clock.clone(),
         audit: audit.clone(),
         guesses: Throttle::new(config.max_bad_links_per_minute, SignedDuration::from_mins(1), clock),
+        wake,
     };
     let https_addr = listeners.https.local_addr()?;
     let listener = TlsListener::new(
@@ -149,6 +171,7 @@ pub async fn run(
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let drained = tokio::time::timeout(grace, async { (web.await, grpc.await) }).await;
     accept_task.abort();
+    let _ = outbox_task.await;
     if drained.is_err() {
         warn!("drain deadline passed; closing the connections still open");
     }

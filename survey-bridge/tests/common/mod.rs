@@ -83,6 +83,12 @@ pub fn test_config(database_url: Option<String>) -> (BridgeConfig, Arc<TempDir>)
 pub async fn start(database_url: &str, tweak: impl FnOnce(&mut BridgeConfig)) -> Bridge {
     let (mut config, dir) = test_config(Some(database_url.to_string()));
     tweak(&mut config);
+    start_with(config, dir).await
+}
+
+/// Starts a bridge with `config`, whose files are in `dir`.
+pub async fn start_with(config: BridgeConfig, dir: Arc<TempDir>) -> Bridge {
+    let database_url = config.database_url.clone();
     let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (https_addr, grpc_addr) = (https.local_addr().unwrap(), grpc.local_addr().unwrap());
@@ -96,7 +102,7 @@ pub async fn start(database_url: &str, tweak: impl FnOnce(&mut BridgeConfig)) ->
         grpc: grpc_addr,
         clock,
         dir,
-        database_url: database_url.to_string(),
+        database_url,
         shutdown: Some(tx),
         handle: Some(handle),
     }
