@@ -21,6 +21,8 @@ pub struct BridgeConfig {
     pub listen: SocketAddr,
     /// Where the invitation ledger is served (gRPC over mutual TLS, for the outreach worker).
     pub grpc_listen: SocketAddr,
+    /// A plain-HTTP port that only redirects to the HTTPS pages; none when absent.
+    pub http_listen: Option<SocketAddr>,
     /// `sqlite://path?mode=rwc` (default) or `postgres://user@host:port/db`.
     pub database_url: String,
     /// Days an invitation link works after it was sent.
@@ -32,6 +34,10 @@ pub struct BridgeConfig {
     /// The contact cache, which declines are forwarded to (`OptOut`). Without it they wait
     /// in the outbox.
     pub cache: Option<CacheClientConfig>,
+    /// Results posted by external survey tools; the webhook is off when absent.
+    pub webhook: Option<WebhookConfig>,
+    /// How `survey-bridge import` reads a CSV export.
+    pub import: ImportConfig,
     /// Failed link look-ups allowed per client address per minute before it is refused for
     /// a minute (counted in memory only; addresses are never stored).
     pub max_bad_links_per_minute: u32,
@@ -81,6 +87,48 @@ impl Default for CacheClientConfig {
     }
 }
 
+/// The results webhook, `POST /results`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// A file holding the secret shared with the survey tool (at least 32 characters;
+    /// surrounding whitespace ignored). Requests carry its HMAC-SHA256 over timestamp and
+    /// body.
+    pub secret_file: PathBuf,
+    /// How far a request's timestamp may be from the bridge's clock, in seconds; older
+    /// requests are refused as replays.
+    pub max_skew_seconds: u64,
+    /// The largest body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            secret_file: PathBuf::from("certs/webhook.secret"),
+            max_skew_seconds: 300,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// How a CSV export of an external survey maps onto the questionnaire.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImportConfig {
+    /// The header of the column holding the GUID.
+    pub guid_column: String,
+    /// CSV header -> question id. When empty, columns named after question ids are read.
+    /// Other columns are ignored.
+    pub columns: BTreeMap<String, String>,
+}
+
+impl Default for ImportConfig {
+    fn default() -> Self {
+        ImportConfig { guid_column: "guid".into(), columns: BTreeMap::new() }
+    }
+}
+
 /// One campaign's settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -96,11 +144,14 @@ impl Default for BridgeConfig {
         BridgeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50052)),
+            http_listen: None,
             database_url: "sqlite://state/survey-bridge.db?mode=rwc".into(),
             link_valid_days: 30,
             questionnaire: None,
             campaigns: BTreeMap::new(),
             cache: None,
+            webhook: None,
+            import: ImportConfig::default(),
             max_bad_links_per_minute: 20,
             shutdown_grace_seconds: 20,
             tls: TlsConfig {
@@ -147,6 +198,28 @@ impl BridgeConfig {
                     )));
                 }
             }
+        }
+        if let Some(webhook) = &self.webhook {
+            if !(1..=3600).contains(&webhook.max_skew_seconds) {
+                return Err(ConfigError::new("webhook.max_skew_seconds must be between 1 and 3600"));
+            }
+            if !(1024..=1024 * 1024).contains(&webhook.max_body_bytes) {
+                return Err(ConfigError::new("webhook.max_body_bytes must be between 1024 and 1048576"));
+            }
+            if !webhook.secret_file.is_file() {
+                return Err(ConfigError::new(format!(
+                    "webhook.secret_file: {} is not a readable file",
+                    webhook.secret_file.display()
+                )));
+            }
+        }
+        if self.import.guid_column.trim().is_empty() {
+            return Err(ConfigError::new("import.guid_column must not be empty"));
+        }
+        if let Some(http) = self.http_listen
+            && http == self.listen
+        {
+            return Err(ConfigError::new("http_listen must differ from listen"));
         }
         if let Some(cache) = &self.cache {
             if !cache.url.starts_with("https://") {

@@ -6,6 +6,8 @@
 //! - [`ledger`] records invitations for the outreach worker (gRPC over mutual TLS).
 //! - [`pages`] serves the consent and survey pages ([`html`] renders them, [`https`] accepts
 //!   their connections); [`questionnaire`] is the built-in survey.
+//! - [`results`] takes answers from external surveys (a signed webhook) and reconciles
+//!   them; [`import`] does the same for a CSV export; [`redirect`] is the plain-HTTP port.
 //! - [`outbox`] forwards declines to the cache's `OptOut`, retrying while it is down.
 //! - [`db`] keeps the ledger and the aggregates (SQLite or PostgreSQL); [`keys`] derives
 //!   the keys that hash GUIDs and sign forms; [`config`] reads settings.
@@ -14,11 +16,14 @@ pub mod config;
 pub mod db;
 pub mod html;
 pub mod https;
+pub mod import;
 pub mod keys;
 pub mod ledger;
 pub mod outbox;
 pub mod pages;
 pub mod questionnaire;
+pub mod redirect;
+pub mod results;
 pub mod server;
 
 pub use server::{Listeners, RunError, run};

@@ -1,18 +1,25 @@
 //! `survey-bridge`: parses flags and config, starts logging, binds, and calls
 //! [`survey_bridge::run`].
 //!
-//! Exit codes: 0 after a clean shutdown; 64 for bad flags or configuration; 69 when a
-//! listener cannot be bound; 70 for anything else.
+//! `survey-bridge` serves; `survey-bridge import FILE.csv` reconciles a CSV export of an
+//! external survey and reports its bad rows by line.
+//!
+//! Exit codes: 0 after a clean shutdown or an import with no bad rows; 64 for bad flags or
+//! configuration; 65 when an import refused some rows (the others were imported); 66 when
+//! the import file cannot be read or has no usable header; 69 when a listener cannot be
+//! bound; 70 for anything else.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
-use cache_server::{clock::Clock, telemetry};
+use cache_server::{audit::Audit, clock::Clock, telemetry};
 use clap::Parser;
-use survey_bridge::{Listeners, config::BridgeConfig};
+use survey_bridge::{Listeners, config::BridgeConfig, db::Db, keys::Keys, results::Reconciler};
 use tokio::net::TcpListener;
 use tracing::error;
 
 const EX_USAGE: u8 = 64;
+const EX_DATAERR: u8 = 65;
+const EX_NOINPUT: u8 = 66;
 const EX_UNAVAILABLE: u8 = 69;
 const EX_SOFTWARE: u8 = 70;
 
@@ -24,8 +31,20 @@ struct Cli {
     #[arg(short, long, env = "SURVEY_BRIDGE_CONFIG")]
     config: Option<PathBuf>,
     /// Any setting by its path, e.g. `--set link_valid_days=14`. Repeatable.
-    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value, global = true)]
     set: Vec<(String, String)>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Reconcile a CSV export of an external survey (a GUID column and question columns,
+    /// mapped in `[import]`), reporting bad rows by line number and importing the rest.
+    Import {
+        /// The CSV file, with a header row.
+        file: PathBuf,
+    },
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -60,7 +79,20 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_SOFTWARE);
         }
     };
+    if let Some(Command::Import { file }) = cli.command {
+        return runtime.block_on(import(config, &file));
+    }
     runtime.block_on(async {
+        let http = match config.http_listen {
+            Some(addr) => match TcpListener::bind(addr).await {
+                Ok(listener) => Some(listener),
+                Err(e) => {
+                    eprintln!("survey-bridge: cannot listen on http_listen {addr}: {e}");
+                    return ExitCode::from(EX_UNAVAILABLE);
+                }
+            },
+            None => None,
+        };
         let (https, grpc) =
             match (TcpListener::bind(config.listen).await, TcpListener::bind(config.grpc_listen).await) {
                 (Ok(https), Ok(grpc)) => (https, grpc),
@@ -69,7 +101,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(EX_UNAVAILABLE);
                 }
             };
-        match survey_bridge::run(Listeners { https, grpc }, config, Clock::System, shutdown_signal()).await {
+        match survey_bridge::run(Listeners { https, grpc, http }, config, Clock::System, shutdown_signal())
+            .await
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 error!(cause = %e, "survey-bridge failed");
@@ -77,6 +111,59 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_SOFTWARE)
             }
         }
+    })
+}
+
+/// `survey-bridge import FILE`: prints one line per refused row and a summary.
+async fn import(config: BridgeConfig, file: &std::path::Path) -> ExitCode {
+    let input = match std::fs::File::open(file) {
+        Ok(input) => input,
+        Err(e) => {
+            eprintln!("survey-bridge import: {}: {e}", file.display());
+            return ExitCode::from(EX_NOINPUT);
+        }
+    };
+    let reconciler = match reconciler(&config).await {
+        Ok(reconciler) => reconciler,
+        Err(e) => {
+            eprintln!("survey-bridge import: {e}");
+            return ExitCode::from(EX_SOFTWARE);
+        }
+    };
+    let name = file.display();
+    match survey_bridge::import::import_csv(input, &config.import, &reconciler).await {
+        Ok(report) => {
+            let mut out = String::new();
+            for (line, reason) in &report.refused {
+                out.push_str(&format!("{name}:{line}: {reason}\n"));
+            }
+            out.push_str(&format!("imported {} rows, refused {}\n", report.imported, report.refused.len()));
+            if std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes()).is_err() {
+                return ExitCode::from(EX_SOFTWARE);
+            }
+            if report.refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EX_DATAERR) }
+        }
+        Err(e @ survey_bridge::import::ImportError::Stopped { .. }) => {
+            eprintln!("{name}: {e}");
+            ExitCode::from(EX_SOFTWARE)
+        }
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::from(EX_NOINPUT)
+        }
+    }
+}
+
+async fn reconciler(config: &BridgeConfig) -> Result<Reconciler, survey_bridge::RunError> {
+    let audit_key = cache_server::audit::load_key(&config.audit.key_file)?;
+    let audit =
+        Audit::open(&config.audit.path, audit_key, Clock::System)?.with_system_name("survey-bridge-import");
+    Ok(Reconciler {
+        db: Db::connect(&config.database_url).await?,
+        keys: Arc::new(Keys::load(&config.key_file)?),
+        questionnaire: Arc::new(survey_bridge::server::load_questionnaire(config)?),
+        clock: Clock::System,
+        audit: Arc::new(audit),
     })
 }
 

@@ -12,7 +12,7 @@ use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
 
 use axum::{
     Form, Router,
-    extract::{ConnectInfo, Path, Query, Request, State},
+    extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State},
     http::{HeaderName, HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{Html, IntoResponse, Redirect, Response},
@@ -34,6 +34,7 @@ use crate::{
     https::ClientAddr,
     keys::Keys,
     questionnaire::{Lang, Questionnaire},
+    results::{self, Webhook},
 };
 
 /// What the pages need.
@@ -44,7 +45,7 @@ pub struct Pages {
     /// GUID HMACs and form tokens.
     pub keys: Arc<Keys>,
     /// The built-in survey.
-    pub questionnaire: Questionnaire,
+    pub questionnaire: Arc<Questionnaire>,
     /// Per-campaign settings.
     pub campaigns: BTreeMap<String, CampaignConfig>,
     /// Time.
@@ -59,26 +60,56 @@ pub struct Pages {
 
 type Shared = Arc<Pages>;
 
-/// The routes, with the security headers on every response.
-pub fn router(pages: Pages) -> Router {
-    Router::new()
+/// The routes, with the security headers on every response; `POST /results` when the
+/// webhook is configured.
+pub fn router(pages: Pages, webhook: Option<Webhook>) -> Router {
+    let csp = HeaderValue::try_from(csp(&pages.campaigns)).unwrap_or_else(|_| HeaderValue::from_static(CSP));
+    let mut routes = Router::new()
         .route("/s/{guid}", get(consent))
         .route("/s/{guid}/consent", axum::routing::post(consent_answer))
         .route("/s/{guid}/survey", get(survey).post(survey_answer))
         .route("/assets/site.css", get(css))
         .fallback(|| async { page(StatusCode::NOT_FOUND, Lang::En, Message::InvalidLink) })
-        .layer(middleware::from_fn(security_headers))
-        .with_state(Arc::new(pages))
+        .with_state(Arc::new(pages));
+    if let Some(webhook) = webhook {
+        let limit = webhook.max_body_bytes;
+        routes = routes.route(
+            "/results",
+            axum::routing::post(results::receive)
+                .with_state(Arc::new(webhook))
+                .layer(DefaultBodyLimit::max(limit)),
+        );
+    }
+    routes.layer(middleware::from_fn_with_state(csp, security_headers))
 }
 
-/// The content security policy of every page.
+/// The content security policy of a bridge without external surveys.
 pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-async fn security_headers(request: Request, next: Next) -> Response {
+/// The content security policy: [`CSP`], with the origins of the campaigns' external
+/// surveys allowed as form targets (the consent form redirects there).
+pub fn csp(campaigns: &BTreeMap<String, CampaignConfig>) -> String {
+    let mut origins: Vec<String> = campaigns
+        .values()
+        .filter_map(|c| c.external_url.as_deref())
+        .filter_map(|url| {
+            let uri = url.replace("{guid}", "g").parse::<axum::http::Uri>().ok()?;
+            Some(format!("https://{}", uri.authority()?))
+        })
+        .collect();
+    origins.sort();
+    origins.dedup();
+    if origins.is_empty() {
+        return CSP.to_string();
+    }
+    CSP.replace("form-action 'self'", &format!("form-action 'self' {}", origins.join(" ")))
+}
+
+async fn security_headers(State(csp): State<HeaderValue>, request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     for (name, value) in [
-        (header::CONTENT_SECURITY_POLICY, CSP),
         (header::REFERRER_POLICY, "no-referrer"),
         (header::STRICT_TRANSPORT_SECURITY, "max-age=31536000; includeSubDomains"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),

@@ -24,6 +24,8 @@ use crate::{
     outbox::{self, Outbox},
     pages::{self, Pages},
     questionnaire::Questionnaire,
+    redirect,
+    results::{self, Reconciler, Webhook},
 };
 
 /// The sockets the bridge serves on, bound by the caller.
@@ -33,6 +35,8 @@ pub struct Listeners {
     pub https: TcpListener,
     /// The invitation ledger (gRPC over mutual TLS).
     pub grpc: TcpListener,
+    /// The plain-HTTP port that redirects to the pages, if any.
+    pub http: Option<TcpListener>,
 }
 
 /// Why the bridge could not start or stopped with an error.
@@ -53,12 +57,27 @@ pub enum RunError {
     /// The questionnaire file is unusable.
     #[error("questionnaire: {0}")]
     Questionnaire(String),
+    /// The webhook secret is unusable.
+    #[error("{0}")]
+    Webhook(String),
     /// A server failed.
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
     /// The gRPC server failed.
     #[error("grpc server: {0}")]
     Transport(#[from] tonic::transport::Error),
+}
+
+/// The configured questionnaire, or the built-in one.
+pub fn load_questionnaire(config: &BridgeConfig) -> Result<Questionnaire, RunError> {
+    match &config.questionnaire {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| RunError::Questionnaire(format!("{}: {e}", path.display())))?;
+            Questionnaire::from_toml(&text).map_err(|e| RunError::Questionnaire(e.to_string()))
+        }
+        None => Ok(Questionnaire::builtin()),
+    }
 }
 
 /// Serves until `shutdown` completes, then lets requests in flight finish.
@@ -68,14 +87,7 @@ pub async fn run(
     clock: Clock,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
-    let questionnaire = match &config.questionnaire {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| RunError::Questionnaire(format!("{}: {e}", path.display())))?;
-            Questionnaire::from_toml(&text).map_err(|e| RunError::Questionnaire(e.to_string()))?
-        }
-        None => Questionnaire::builtin(),
-    };
+    let questionnaire = Arc::new(load_questionnaire(&config)?);
     let keys = Arc::new(Keys::load(&config.key_file)?);
     let audit_key = cache_server::audit::load_key(&config.audit.key_file)?;
     let audit = Arc::new(
@@ -137,6 +149,23 @@ pub async fn run(
     };
     let outbox_task = tokio::spawn(outbox.run(Duration::from_secs(retry_seconds), stop_rx.clone()));
 
+    // Results from external surveys.
+    let webhook = match &config.webhook {
+        Some(hook) => Some(Webhook {
+            reconciler: Reconciler {
+                db: db.clone(),
+                keys: keys.clone(),
+                questionnaire: questionnaire.clone(),
+                clock: clock.clone(),
+                audit: audit.clone(),
+            },
+            secret: results::load_secret(&hook.secret_file).map_err(RunError::Webhook)?,
+            max_skew_seconds: hook.max_skew_seconds as i64,
+            max_body_bytes: hook.max_body_bytes,
+        }),
+        None => None,
+    };
+
     // The patient pages: HTTPS.
     let pages = Pages {
         db,
@@ -154,8 +183,8 @@ pub async fn run(
         https::server_config(&config.tls.cert, &config.tls.key)?,
         handshake_timeout,
     )?;
-    let mut https_stop = stop_rx;
-    let app = pages::router(pages).into_make_service_with_connect_info::<https::ClientAddr>();
+    let mut https_stop = stop_rx.clone();
+    let app = pages::router(pages, webhook).into_make_service_with_connect_info::<https::ClientAddr>();
     let web = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -163,13 +192,31 @@ pub async fn run(
             })
             .await
     });
+    // Plain HTTP, if configured: redirects only.
+    let plain = listeners.http.map(|listener| {
+        let mut http_stop = stop_rx;
+        let app = redirect::router(https_addr.port());
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = http_stop.wait_for(|stop| *stop).await;
+                })
+                .await
+        })
+    });
     info!(%https_addr, %grpc_addr, "survey bridge listening");
 
     shutdown.await;
     info!("shutting down: draining requests in flight");
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
-    let drained = tokio::time::timeout(grace, async { (web.await, grpc.await) }).await;
+    let drained = tokio::time::timeout(grace, async {
+        if let Some(plain) = plain {
+            let _ = plain.await;
+        }
+        (web.await, grpc.await)
+    })
+    .await;
     accept_task.abort();
     let _ = outbox_task.await;
     if drained.is_err() {

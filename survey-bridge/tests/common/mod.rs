@@ -50,6 +50,10 @@ async fn new_postgres_database(admin: &str) -> String {
 pub struct Bridge {
     pub https: SocketAddr,
     pub grpc: SocketAddr,
+    /// The plain-HTTP redirect port, when the configuration asked for one.
+    pub http: Option<SocketAddr>,
+    /// The configuration it runs with.
+    pub config: BridgeConfig,
     pub clock: Clock,
     pub dir: Arc<TempDir>,
     pub database_url: String,
@@ -91,15 +95,27 @@ pub async fn start_with(config: BridgeConfig, dir: Arc<TempDir>) -> Bridge {
     let database_url = config.database_url.clone();
     let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = match config.http_listen {
+        Some(_) => Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
+        None => None,
+    };
     let (https_addr, grpc_addr) = (https.local_addr().unwrap(), grpc.local_addr().unwrap());
+    let http_addr = http.as_ref().map(|l| l.local_addr().unwrap());
     let clock = Clock::manual(START.parse().unwrap());
     let (tx, rx) = oneshot::channel();
-    let handle = tokio::spawn(survey_bridge::run(Listeners { https, grpc }, config, clock.clone(), async {
-        let _ = rx.await;
-    }));
+    let handle = tokio::spawn(survey_bridge::run(
+        Listeners { https, grpc, http },
+        config.clone(),
+        clock.clone(),
+        async {
+            let _ = rx.await;
+        },
+    ));
     Bridge {
         https: https_addr,
         grpc: grpc_addr,
+        http: http_addr,
+        config,
         clock,
         dir,
         database_url,
@@ -173,8 +189,13 @@ impl Bridge {
 
     /// Records an invitation for `guid` as the outreach worker, sent at the clock's time.
     pub async fn invite(&self, guid: &str, provider: &str, language: &str) {
+        self.invite_at(guid, provider, language, self.clock.now()).await;
+    }
+
+    /// Records an invitation for `guid` as the outreach worker, sent at `at`.
+    pub async fn invite_at(&self, guid: &str, provider: &str, language: &str, at: jiff::Timestamp) {
         let mut ledger = self.ledger_as("outreach").await;
-        ledger.record_invitation(invitation(guid, provider, language, self.clock.now())).await.unwrap();
+        ledger.record_invitation(invitation(guid, provider, language, at)).await.unwrap();
     }
 
     /// The audit log's lines so far.

@@ -1,0 +1,315 @@
+//! Results from outside the built-in survey: the signed webhook (`POST /results`) that an
+//! external survey tool calls, and the one reconciliation step it shares with the CSV
+//! import.
+//!
+//! A request carries two headers:
+//!
+//! - `X-Bridge-Timestamp`: Unix seconds when it was signed;
+//! - `X-Bridge-Signature`: `sha256=` and the hex HMAC-SHA256, under the shared secret, of
+//!   the timestamp, a `.`, and the body's bytes.
+//!
+//! The body is JSON: `{"guid": "...", "answers": {"question id": "option id", ...}}`
+//! (a rating may be a number). A timestamp further than `max_skew_seconds` from the
+//! bridge's clock is refused, so a captured request cannot be replayed later; within the
+//! window, the GUID being single-use refuses a second delivery.
+
+use std::{path::Path, sync::Arc};
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use cache_server::{
+    audit::{Actor, Audit, Event},
+    clock::Clock,
+    guid::Guid,
+};
+use hmac::{Hmac, KeyInit, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+use tracing::error;
+use zeroize::Zeroizing;
+
+use crate::{
+    db::{Db, Outcome},
+    keys::Keys,
+    questionnaire::{AnswerError, Questionnaire},
+};
+
+/// The header with the signing time.
+pub const TIMESTAMP_HEADER: &str = "x-bridge-timestamp";
+/// The header with the signature.
+pub const SIGNATURE_HEADER: &str = "x-bridge-signature";
+
+/// The shortest shared secret accepted.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Where a set of answers came from, for the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The built-in survey pages.
+    Pages,
+    /// The results webhook.
+    Webhook,
+    /// `survey-bridge import`.
+    Import,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Pages => "pages",
+            Source::Webhook => "webhook",
+            Source::Import => "import",
+        }
+    }
+}
+
+/// Why answers were not counted.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The GUID is not one.
+    #[error("guid: not a GUID")]
+    MalformedGuid,
+    /// An answer does not fit the questionnaire.
+    #[error("answers: {0}")]
+    Answers(#[from] AnswerError),
+    /// No invitation with this GUID, or its link expired.
+    #[error("guid: no invitation with this GUID, or its link has expired")]
+    UnknownOrExpired,
+    /// The GUID was already used (answered or declined).
+    #[error("guid: already answered")]
+    AlreadyUsed,
+    /// The database or the audit log failed; nothing was counted.
+    #[error("internal error; nothing was counted")]
+    Internal,
+}
+
+impl Refusal {
+    /// The HTTP status for this refusal.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Refusal::MalformedGuid | Refusal::Answers(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Refusal::UnknownOrExpired => StatusCode::NOT_FOUND,
+            Refusal::AlreadyUsed => StatusCode::CONFLICT,
+            Refusal::Internal => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// What reconciliation needs: the ledger, the keys, the questionnaire, time and the audit.
+#[derive(Debug, Clone)]
+pub struct Reconciler {
+    /// The ledger and aggregates.
+    pub db: Db,
+    /// GUID HMACs.
+    pub keys: Arc<Keys>,
+    /// What answers are checked against.
+    pub questionnaire: Arc<Questionnaire>,
+    /// Time.
+    pub clock: Clock,
+    /// The audit trail.
+    pub audit: Arc<Audit>,
+}
+
+impl Reconciler {
+    /// Counts `answers` (question id, option id) for the invitation `guid`, in one
+    /// transaction: the GUID must be recorded, unexpired and unused, and each answer fit the
+    /// questionnaire. Accepted and refused GUIDs are audited (as HMACs).
+    pub async fn reconcile(
+        &self,
+        guid: &str,
+        answers: &[(String, String)],
+        source: Source,
+    ) -> Result<(), Refusal> {
+        let Ok(guid) = guid.trim().parse::<Guid>() else {
+            self.audited("GUID_REJECTED", "malformed", None, source)?;
+            return Err(Refusal::MalformedGuid);
+        };
+        let answers = self.questionnaire.check_answers(answers)?;
+        let outcome = self.db.submit(&self.keys.guid_hmac(&guid), self.clock.now(), &answers).await;
+        let (action, result, refusal) = match outcome {
+            Ok(Outcome::Accepted) => ("RESPONSE_ACCEPTED", "ok", None),
+            Ok(Outcome::Unknown) => ("GUID_REJECTED", "unknown", Some(Refusal::UnknownOrExpired)),
+            Ok(Outcome::Expired) => ("GUID_REJECTED", "expired", Some(Refusal::UnknownOrExpired)),
+            Ok(Outcome::AlreadyUsed) => ("GUID_REJECTED", "used", Some(Refusal::AlreadyUsed)),
+            Err(err) => {
+                error!(cause = %err, "reconciliation failed");
+                ("RESPONSE_ACCEPTED", "internal", Some(Refusal::Internal))
+            }
+        };
+        self.audited(action, result, Some(&guid), source)?;
+        refusal.map_or(Ok(()), Err)
+    }
+
+    fn audited(
+        &self,
+        action: &str,
+        result: &str,
+        guid: Option<&Guid>,
+        source: Source,
+    ) -> Result<(), Refusal> {
+        let mut event = Event::new(action, result, Actor::System);
+        event.guid = guid;
+        event.detail = Some(source.as_str());
+        self.audit.record(event).map_err(|err| {
+            error!(cause = %err, "audit write failed");
+            Refusal::Internal
+        })
+    }
+}
+
+/// The webhook's state.
+#[derive(Debug)]
+pub struct Webhook {
+    /// Reconciliation.
+    pub reconciler: Reconciler,
+    /// The shared secret.
+    pub secret: Zeroizing<Vec<u8>>,
+    /// The accepted distance between a request's timestamp and now, in seconds.
+    pub max_skew_seconds: i64,
+    /// The largest body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// Reads a shared secret: the file's text, surrounding whitespace ignored.
+pub fn load_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|e| format!("webhook.secret_file {}: {e}", path.display()))?,
+    );
+    let secret = text.trim();
+    if secret.len() < MIN_SECRET_LEN {
+        return Err(format!(
+            "webhook.secret_file {}: the secret must be at least {MIN_SECRET_LEN} characters",
+            path.display()
+        ));
+    }
+    Ok(Zeroizing::new(secret.as_bytes().to_vec()))
+}
+
+/// The signature header value for `body` signed at `timestamp` (Unix seconds) with
+/// `secret`, as a survey tool computes it.
+pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    format!("sha256={}", hex::encode(mac(secret, timestamp, body).finalize().into_bytes()))
+}
+
+fn mac(secret: &[u8], timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Submission {
+    guid: String,
+    answers: serde_json::Map<String, serde_json::Value>,
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+impl Webhook {
+    /// Refuses an unsigned, badly signed or stale request: the reason for the audit log
+    /// and the message for the caller.
+    fn authenticate(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), (&'static str, &'static str)> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let unauthorized = |reason, message| (reason, message);
+        let Some(timestamp) = header(TIMESTAMP_HEADER) else {
+            return Err(unauthorized("unsigned", "X-Bridge-Timestamp is missing"));
+        };
+        let Ok(timestamp) = timestamp.trim().parse::<i64>() else {
+            return Err(unauthorized("malformed", "X-Bridge-Timestamp must be Unix seconds"));
+        };
+        let Some(signature) = header(SIGNATURE_HEADER) else {
+            return Err(unauthorized("unsigned", "X-Bridge-Signature is missing"));
+        };
+        let Some(given) = signature.trim().strip_prefix("sha256=").and_then(|hex| hex::decode(hex).ok())
+        else {
+            return Err(unauthorized("malformed", "X-Bridge-Signature must be sha256=<hex>"));
+        };
+        if mac(&self.secret, timestamp, body).verify_slice(&given).is_err() {
+            return Err(unauthorized("bad_signature", "X-Bridge-Signature does not match the body"));
+        }
+        // Checked after the signature, so that only the secret's holder learns about time.
+        let skew = (self.reconciler.clock.now().as_second() - timestamp).abs();
+        if skew > self.max_skew_seconds {
+            return Err(unauthorized(
+                "stale",
+                "X-Bridge-Timestamp is outside the accepted window (a replay, or a clock that is off)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn refused(&self, reason: &str, response: Response) -> Response {
+        let mut event = Event::new("WEBHOOK_REFUSED", reason, Actor::System);
+        event.detail = Some("webhook");
+        match self.reconciler.audit.record(event) {
+            Ok(()) => response,
+            Err(err) => {
+                error!(cause = %err, "audit write failed");
+                json_error(StatusCode::SERVICE_UNAVAILABLE, "internal error; nothing was counted")
+            }
+        }
+    }
+}
+
+/// `POST /results`.
+pub async fn receive(State(hook): State<Arc<Webhook>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err((reason, message)) = hook.authenticate(&headers, &body) {
+        return hook.refused(reason, json_error(StatusCode::UNAUTHORIZED, message));
+    }
+    let submission: Submission = match serde_json::from_slice(&body) {
+        Ok(submission) => submission,
+        Err(err) => {
+            let message = format!("body must be JSON {{\"guid\", \"answers\"}}: {}", clip(&err.to_string()));
+            return hook.refused("malformed", json_error(StatusCode::UNPROCESSABLE_ENTITY, &message));
+        }
+    };
+    let mut answers = Vec::with_capacity(submission.answers.len());
+    for (question, value) in submission.answers {
+        let option = match value {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) if n.is_u64() => n.to_string(),
+            _ => {
+                let message = format!("answers.{}: must be a string or a whole number", clip(&question));
+                return json_error(StatusCode::UNPROCESSABLE_ENTITY, &message);
+            }
+        };
+        answers.push((question, option));
+    }
+    match hook.reconciler.reconcile(&submission.guid, &answers, Source::Webhook).await {
+        Ok(()) => (StatusCode::OK, Json(serde_json::json!({ "status": "accepted" }))).into_response(),
+        Err(refusal) => json_error(refusal.status(), &refusal.to_string()),
+    }
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(120).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_bind_timestamp_and_body() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let a = sign(secret, 100, b"{}");
+        assert!(a.starts_with("sha256="));
+        assert_eq!(a.len(), 7 + 64);
+        assert_ne!(a, sign(secret, 101, b"{}"));
+        assert_ne!(a, sign(secret, 100, b"{ }"));
+        assert_ne!(a, sign(b"another secret of thirty-two chars", 100, b"{}"));
+        // The timestamp and the body are separated, so moving digits between them changes
+        // the signature.
+        assert_ne!(sign(secret, 1, b"0{}"), sign(secret, 10, b"{}"));
+    }
+}
