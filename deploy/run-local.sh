@@ -33,9 +33,9 @@ cache-server (development set-up)
   config          deploy/cache-server.example.toml, overridden by the flags below
 
 survey-bridge (development set-up)
-  patient pages   https://localhost:8443/s/<GUID>   (trust $state/certs/ca.pem)
+  patient pages   https://localhost:8443/s/<GUID>   (trust $state/certs/ca.pem; http://localhost:8080 redirects there)
   ledger          gRPC over mutual TLS on 127.0.0.1:50052 (outreach certificate)
-  database        $state/survey-bridge.db (SQLite)
+  database        $state/survey-bridge.db (SQLite); declines reach the cache's OptOut via its outbox
   audit log       $state/survey-bridge-audit.jsonl
   config          deploy/survey-bridge.example.toml, overridden by the flags below
 
@@ -49,7 +49,11 @@ MSG
   --set "tls.key=$state/certs/survey-bridge.key" \
   --set "tls.client_ca=$state/certs/ca.pem" \
   --set "audit.path=$state/survey-bridge-audit.jsonl" \
-  --set "audit.key_file=$state/certs/audit.key" &
+  --set "audit.key_file=$state/certs/audit.key" \
+  --set "cache.ca=$state/certs/ca.pem" \
+  --set "cache.cert=$state/certs/bridge.pem" \
+  --set "cache.key=$state/certs/bridge.key" \
+  --set "http_listen=127.0.0.1:8080" &
 bridge_pid=$!
 trap 'kill -TERM $bridge_pid 2>/dev/null; wait $bridge_pid 2>/dev/null' EXIT
 
