@@ -22,6 +22,19 @@ if [[ $(id -u) -ne 0 ]]; then
   extra+=(--allow-unlocked)
 fi
 
+bridge_args=(--config deploy/survey-bridge.example.toml \
+  --set "database_url=sqlite://$state/survey-bridge.db?mode=rwc" \
+  --set "key_file=$state/certs/survey-bridge-secret.key" \
+  --set "tls.cert=$state/certs/survey-bridge.pem" \
+  --set "tls.key=$state/certs/survey-bridge.key" \
+  --set "tls.client_ca=$state/certs/ca.pem" \
+  --set "audit.path=$state/survey-bridge-audit.jsonl" \
+  --set "audit.key_file=$state/certs/audit.key" \
+  --set "cache.ca=$state/certs/ca.pem" \
+  --set "cache.cert=$state/certs/bridge.pem" \
+  --set "cache.key=$state/certs/bridge.key" \
+  --set "http_listen=127.0.0.1:8080")
+
 cat <<MSG
 
 cache-server (development set-up)
@@ -38,22 +51,13 @@ survey-bridge (development set-up)
   database        $state/survey-bridge.db (SQLite); declines reach the cache's OptOut via its outbox
   audit log       $state/survey-bridge-audit.jsonl
   config          deploy/survey-bridge.example.toml, overridden by the flags below
+  reports         https://localhost:8443/login; make an account first:
+                  $bridge ${bridge_args[*]} account add dr.lee --role provider --site site-1001 --provider prov-a1
 
 Stop with Ctrl-C: requests in flight finish, then the cache's store is erased.
 
 MSG
-"$bridge" --config deploy/survey-bridge.example.toml \
-  --set "database_url=sqlite://$state/survey-bridge.db?mode=rwc" \
-  --set "key_file=$state/certs/survey-bridge-secret.key" \
-  --set "tls.cert=$state/certs/survey-bridge.pem" \
-  --set "tls.key=$state/certs/survey-bridge.key" \
-  --set "tls.client_ca=$state/certs/ca.pem" \
-  --set "audit.path=$state/survey-bridge-audit.jsonl" \
-  --set "audit.key_file=$state/certs/audit.key" \
-  --set "cache.ca=$state/certs/ca.pem" \
-  --set "cache.cert=$state/certs/bridge.pem" \
-  --set "cache.key=$state/certs/bridge.key" \
-  --set "http_listen=127.0.0.1:8080" &
+"$bridge" "${bridge_args[@]}" &
 bridge_pid=$!
 trap 'kill -TERM $bridge_pid 2>/dev/null; wait $bridge_pid 2>/dev/null' EXIT
 

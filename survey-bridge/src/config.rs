@@ -38,6 +38,8 @@ pub struct BridgeConfig {
     pub webhook: Option<WebhookConfig>,
     /// How `survey-bridge import` reads a CSV export.
     pub import: ImportConfig,
+    /// The reports for providers, site administrators and analysts.
+    pub reports: ReportsConfig,
     /// Failed link look-ups allowed per client address per minute before it is refused for
     /// a minute (counted in memory only; addresses are never stored).
     pub max_bad_links_per_minute: u32,
@@ -129,6 +131,34 @@ impl Default for ImportConfig {
     }
 }
 
+/// The reports and the sign-in in front of them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportsConfig {
+    /// Counts under this are suppressed in every report (at least 1).
+    pub min_cell: u64,
+    /// Failed sign-ins (password or code) in a row before an account is locked.
+    pub max_failures: u32,
+    /// How long a locked account stays locked, in minutes.
+    pub lockout_minutes: u32,
+    /// A session ends after this many minutes without a request.
+    pub session_minutes: u32,
+    /// The name authenticator apps show beside the account.
+    pub totp_issuer: String,
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        ReportsConfig {
+            min_cell: 5,
+            max_failures: 5,
+            lockout_minutes: 15,
+            session_minutes: 30,
+            totp_issuer: "Survey bridge".into(),
+        }
+    }
+}
+
 /// One campaign's settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -152,6 +182,7 @@ impl Default for BridgeConfig {
             cache: None,
             webhook: None,
             import: ImportConfig::default(),
+            reports: ReportsConfig::default(),
             max_bad_links_per_minute: 20,
             shutdown_grace_seconds: 20,
             tls: TlsConfig {
@@ -212,6 +243,20 @@ impl BridgeConfig {
                     webhook.secret_file.display()
                 )));
             }
+        }
+        if self.reports.min_cell == 0 {
+            return Err(ConfigError::new("reports.min_cell must be at least 1"));
+        }
+        if self.reports.max_failures == 0 || self.reports.lockout_minutes == 0 {
+            return Err(ConfigError::new(
+                "reports.max_failures and reports.lockout_minutes must be at least 1",
+            ));
+        }
+        if !(1..=720).contains(&self.reports.session_minutes) {
+            return Err(ConfigError::new("reports.session_minutes must be between 1 and 720"));
+        }
+        if self.reports.totp_issuer.trim().is_empty() || self.reports.totp_issuer.contains(':') {
+            return Err(ConfigError::new("reports.totp_issuer must be non-empty and hold no ':'"));
         }
         if self.import.guid_column.trim().is_empty() {
             return Err(ConfigError::new("import.guid_column must not be empty"));

@@ -42,7 +42,8 @@ pub enum Message {
     TooManyAttempts,
 }
 
-fn tr(lang: Lang, en: &'static str, fr: &'static str) -> &'static str {
+/// `en` or `fr`, by `lang`.
+pub fn tr(lang: Lang, en: &'static str, fr: &'static str) -> &'static str {
     match lang {
         Lang::En => en,
         Lang::Fr => fr,
@@ -86,7 +87,8 @@ fn message_text(lang: Lang, message: Message) -> (&'static str, &'static str) {
     }
 }
 
-fn head(lang: Lang, title: &str) -> String {
+/// The start of a page, up to the opening of `<main>`.
+pub fn head(lang: Lang, title: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"{}\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
@@ -97,7 +99,8 @@ fn head(lang: Lang, title: &str) -> String {
     )
 }
 
-const FOOT: &str = "</main>\n</body>\n</html>\n";
+/// The end of a page.
+pub const FOOT: &str = "</main>\n</body>\n</html>\n";
 
 fn switch(lang: Lang, switch_href: &str) -> String {
     let label = match lang.other() {

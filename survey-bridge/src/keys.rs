@@ -1,5 +1,6 @@
 //! The bridge's secrets, all derived from one 256-bit key file: the key under which GUIDs
-//! are stored (as HMACs) and the key that makes form tokens.
+//! are stored (as HMACs), the key that makes form tokens, and the key from which report
+//! readers' TOTP secrets are derived.
 
 use std::path::Path;
 
@@ -12,6 +13,7 @@ use zeroize::Zeroizing;
 pub struct Keys {
     guid: Zeroizing<[u8; 32]>,
     csrf: Zeroizing<[u8; 32]>,
+    totp: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -40,12 +42,21 @@ impl Keys {
         Keys {
             guid: Zeroizing::new(mac(&master[..], &[b"guid"])),
             csrf: Zeroizing::new(mac(&master[..], &[b"csrf"])),
+            totp: Zeroizing::new(mac(&master[..], &[b"totp"])),
         }
     }
 
     /// How a GUID is stored: the hex HMAC-SHA256 of its bytes.
     pub fn guid_hmac(&self, guid: &Guid) -> String {
         hex::encode(mac(&self.guid[..], &[guid.as_bytes()]))
+    }
+
+    /// The 160-bit TOTP secret of the account whose nonce is `nonce`.
+    pub fn totp_secret(&self, nonce: &str) -> Zeroizing<[u8; 20]> {
+        let full = mac(&self.totp[..], &[nonce.as_bytes()]);
+        let mut secret = Zeroizing::new([0u8; 20]);
+        secret.copy_from_slice(&full[..20]);
+        secret
     }
 
     /// The form token for `purpose` on the page of `guid_hmac`.

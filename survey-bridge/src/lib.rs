@@ -8,10 +8,15 @@
 //!   their connections); [`questionnaire`] is the built-in survey.
 //! - [`results`] takes answers from external surveys (a signed webhook) and reconciles
 //!   them; [`import`] does the same for a CSV export; [`redirect`] is the plain-HTTP port.
+//! - [`accounts`] and [`portal`] sign report readers in (argon2id, TOTP) and serve the
+//!   reports, whose numbers [`report`] builds and renders with small cells suppressed.
 //! - [`outbox`] forwards declines to the cache's `OptOut`, retrying while it is down.
 //! - [`db`] keeps the ledger and the aggregates (SQLite or PostgreSQL); [`keys`] derives
 //!   the keys that hash GUIDs and sign forms; [`config`] reads settings.
+//! - [`report`] turns aggregate counts into providers' reports (HTML, CSV, JSON), small
+//!   cells suppressed.
 
+pub mod accounts;
 pub mod config;
 pub mod db;
 pub mod html;
@@ -21,8 +26,10 @@ pub mod keys;
 pub mod ledger;
 pub mod outbox;
 pub mod pages;
+pub mod portal;
 pub mod questionnaire;
 pub mod redirect;
+pub mod report;
 pub mod results;
 pub mod server;
 

@@ -2,10 +2,12 @@
 //! [`survey_bridge::run`].
 //!
 //! `survey-bridge` serves; `survey-bridge import FILE.csv` reconciles a CSV export of an
-//! external survey and reports its bad rows by line.
+//! external survey and reports its bad rows by line; `survey-bridge account ...` manages
+//! the accounts of report readers.
 //!
 //! Exit codes: 0 after a clean shutdown or an import with no bad rows; 64 for bad flags or
-//! configuration; 65 when an import refused some rows (the others were imported); 66 when
+//! configuration; 65 when an import refused some rows (the others were imported) or an
+//! account command's input is wrong; 66 when
 //! the import file cannot be read or has no usable header; 69 when a listener cannot be
 //! bound; 70 for anything else.
 
@@ -45,6 +47,11 @@ enum Command {
         /// The CSV file, with a header row.
         file: PathBuf,
     },
+    /// Accounts of report readers: add, reset, disable, enable, list.
+    Account {
+        #[command(subcommand)]
+        command: survey_bridge::accounts::cli::AccountCommand,
+    },
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -79,8 +86,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_SOFTWARE);
         }
     };
-    if let Some(Command::Import { file }) = cli.command {
-        return runtime.block_on(import(config, &file));
+    match cli.command {
+        Some(Command::Import { file }) => return runtime.block_on(import(config, &file)),
+        Some(Command::Account { command }) => return runtime.block_on(account(config, command)),
+        None => {}
     }
     runtime.block_on(async {
         let http = match config.http_listen {
@@ -150,6 +159,34 @@ async fn import(config: BridgeConfig, file: &std::path::Path) -> ExitCode {
         Err(e) => {
             eprintln!("{name}: {e}");
             ExitCode::from(EX_NOINPUT)
+        }
+    }
+}
+
+/// `survey-bridge account ...`.
+async fn account(config: BridgeConfig, command: survey_bridge::accounts::cli::AccountCommand) -> ExitCode {
+    use survey_bridge::accounts::cli::{CommandError, run};
+    let db = match Db::connect(&config.database_url).await {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("survey-bridge account: {e}");
+            return ExitCode::from(EX_SOFTWARE);
+        }
+    };
+    match run(&db, command, jiff::Timestamp::now()).await {
+        Ok(out) => {
+            if std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes()).is_err() {
+                return ExitCode::from(EX_SOFTWARE);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e @ CommandError::Db(_)) => {
+            eprintln!("survey-bridge account: {e}");
+            ExitCode::from(EX_SOFTWARE)
+        }
+        Err(e) => {
+            eprintln!("survey-bridge account: {e}");
+            ExitCode::from(EX_DATAERR)
         }
     }
 }

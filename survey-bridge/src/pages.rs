@@ -61,16 +61,18 @@ pub struct Pages {
 type Shared = Arc<Pages>;
 
 /// The routes, with the security headers on every response; `POST /results` when the
-/// webhook is configured.
-pub fn router(pages: Pages, webhook: Option<Webhook>) -> Router {
+/// webhook is configured; the reports' routes from `portal`.
+pub fn router(pages: Pages, webhook: Option<Webhook>, portal: Router) -> Router {
     let csp = HeaderValue::try_from(csp(&pages.campaigns)).unwrap_or_else(|_| HeaderValue::from_static(CSP));
     let mut routes = Router::new()
         .route("/s/{guid}", get(consent))
         .route("/s/{guid}/consent", axum::routing::post(consent_answer))
         .route("/s/{guid}/survey", get(survey).post(survey_answer))
         .route("/assets/site.css", get(css))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .fallback(|| async { page(StatusCode::NOT_FOUND, Lang::En, Message::InvalidLink) })
-        .with_state(Arc::new(pages));
+        .with_state(Arc::new(pages))
+        .merge(portal);
     if let Some(webhook) = webhook {
         let limit = webhook.max_body_bytes;
         routes = routes.route(

@@ -166,6 +166,15 @@ pub async fn run(
         None => None,
     };
 
+    // The reports.
+    let portal = crate::portal::router(crate::portal::Portal {
+        db: db.clone(),
+        keys: keys.clone(),
+        questionnaire: questionnaire.clone(),
+        clock: clock.clone(),
+        config: config.reports.clone(),
+    });
+
     // The patient pages: HTTPS.
     let pages = Pages {
         db,
@@ -184,7 +193,8 @@ pub async fn run(
         handshake_timeout,
     )?;
     let mut https_stop = stop_rx.clone();
-    let app = pages::router(pages, webhook).into_make_service_with_connect_info::<https::ClientAddr>();
+    let app =
+        pages::router(pages, webhook, portal).into_make_service_with_connect_info::<https::ClientAddr>();
     let web = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {

@@ -1,0 +1,407 @@
+//! The reports' side against a real bridge, on SQLite and on PostgreSQL: accounts made by
+//! the `account` subcommand; sign-in with password and TOTP (set up at the first sign-in);
+//! wrong password, wrong and reused codes; lock-out and its end; roles checked on the
+//! server (another provider's or another site's report is 404); reports in HTML, CSV and
+//! JSON; small populations; the activity log and usage exports.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+
+use common::{Bridge, databases, sqlite, start};
+use jiff::SignedDuration;
+use reqwest::{StatusCode, header};
+use survey_bridge::db::{Db, Invitation};
+
+const MONTH: &str = "2026-11";
+
+/// Runs `survey-bridge account ...` against the bridge's database; returns stdout.
+fn account(bridge: &Bridge, args: &[&str]) -> (Option<i32>, String, String) {
+    let config_file = bridge.path("account.toml");
+    std::fs::write(&config_file, toml::to_string(&bridge.config).unwrap()).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_survey-bridge"))
+        .arg("--config")
+        .arg(&config_file)
+        .arg("account")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Creates an account; returns its first password.
+fn add(bridge: &Bridge, args: &[&str]) -> String {
+    let mut all = vec!["add"];
+    all.extend_from_slice(args);
+    let (code, out, err) = account(bridge, &all);
+    assert_eq!(code, Some(0), "{out} {err}");
+    out.split("first password: ").nth(1).unwrap().split_whitespace().next().unwrap().to_string()
+}
+
+/// A browser-like client: keeps the session cookie by hand (the cookie is `Secure`, and
+/// the test checks its attributes).
+struct Reader<'a> {
+    bridge: &'a Bridge,
+    http: reqwest::Client,
+    cookie: Option<String>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(bridge: &'a Bridge) -> Self {
+        Reader { bridge, http: bridge.http(), cookie: None }
+    }
+
+    fn keep_cookie(&mut self, response: &reqwest::Response) {
+        if let Some(set) = response.headers().get(header::SET_COOKIE) {
+            let set = set.to_str().unwrap();
+            for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+                assert!(set.contains(attribute), "{set}");
+            }
+            let pair = set.split(';').next().unwrap();
+            self.cookie = if pair.ends_with('=') { None } else { Some(pair.to_string()) };
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> reqwest::Response {
+        let mut request = self.http.get(self.bridge.url(path));
+        if let Some(cookie) = &self.cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        let response = request.send().await.unwrap();
+        self.keep_cookie(&response);
+        response
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        let mut request = self.http.post(self.bridge.url(path)).form(form);
+        if let Some(cookie) = &self.cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        let response = request.send().await.unwrap();
+        self.keep_cookie(&response);
+        response
+    }
+
+    async fn password(&mut self, username: &str, password: &str) -> reqwest::Response {
+        self.post("/login", &[("username", username), ("password", password)]).await
+    }
+
+    /// The six digits an authenticator shows for `key` at the bridge's time.
+    fn code(&self, key: &str) -> String {
+        let secret = totp_rs::Secret::Encoded(key.to_string()).to_bytes().unwrap();
+        let totp = totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, secret);
+        totp.generate(self.bridge.clock.now().as_second() as u64)
+    }
+
+    /// Signs in for the first time: password, then the second factor set up from the key
+    /// on the enrolment page. Returns the key.
+    async fn first_sign_in(&mut self, username: &str, password: &str) -> String {
+        let response = self.password(username, password).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert!(response.headers()["location"].to_str().unwrap().starts_with("/login/enrol"));
+        let page = self.get("/login/enrol").await.text().await.unwrap();
+        assert!(page.contains("<svg"), "a QR code");
+        let key = between(&page, "<code id=\"totp-key\">", "</code>");
+        let code = self.code(&key);
+        let done = self.post("/login/enrol", &[("csrf", &common::csrf(&page)), ("code", &code)]).await;
+        assert_eq!(done.status(), StatusCode::SEE_OTHER);
+        assert!(done.headers()["location"].to_str().unwrap().starts_with("/reports"));
+        key
+    }
+
+    async fn json(&mut self, query: &str) -> (StatusCode, serde_json::Value) {
+        let response = self.get(&format!("/reports/report.json{query}")).await;
+        let status = response.status();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}
+
+fn between(page: &str, start: &str, end: &str) -> String {
+    let from = page.find(start).unwrap() + start.len();
+    page[from..from + page[from..].find(end).unwrap()].to_string()
+}
+
+/// Records `invited` invitations for a provider at a site and counts `answered` of them as
+/// answered: `overall` 9 and `listened` always.
+async fn seed(db: &Db, site: &str, provider: &str, invited: usize, answered: usize, bridge: &Bridge) {
+    let now = bridge.clock.now();
+    for i in 0..invited {
+        let hmac = format!("{site}-{provider}-{i}-{}", uuid::Uuid::new_v4());
+        let inv = Invitation {
+            guid_hmac: hmac.clone(),
+            site_id: site.into(),
+            provider_id: provider.into(),
+            campaign_id: "pcpe-2026q4".into(),
+            channel: if i % 2 == 0 { "sms".into() } else { "email".into() },
+            language: "en".into(),
+            month: MONTH.into(),
+            expires_at: now.as_second() + 86_400,
+        };
+        db.record_invitation(&inv).await.unwrap();
+        if i < answered {
+            let answers =
+                [("listened".to_string(), "always".to_string()), ("overall".to_string(), "9".to_string())];
+            db.submit(&hmac, now, &answers).await.unwrap();
+        }
+    }
+}
+
+async fn bridge_with_data(url: &str) -> (Bridge, Db) {
+    let bridge = start(url, |_| {}).await;
+    // The first request makes sure the bridge has migrated before this connection.
+    assert_eq!(bridge.http().get(bridge.url("/login")).send().await.unwrap().status(), StatusCode::OK);
+    let db = Db::connect(url).await.unwrap();
+    seed(&db, "site-1001", "prov-a1", 12, 8, &bridge).await;
+    seed(&db, "site-1001", "prov-b2", 10, 3, &bridge).await;
+    seed(&db, "site-2002", "prov-c3", 20, 10, &bridge).await;
+    (bridge, db)
+}
+
+#[tokio::test]
+async fn a_provider_signs_in_with_two_factors_and_reads_only_their_report() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in databases(dir.path()).await {
+        let (bridge, _db) = bridge_with_data(&url).await;
+        let password =
+            add(&bridge, &["dr.a", "--role", "provider", "--site", "site-1001", "--provider", "prov-a1"]);
+        let mut reader = Reader::new(&bridge);
+
+        // Nothing without signing in.
+        let response = reader.get("/reports").await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(response.headers()["location"], "/login");
+
+        // A wrong password, an unknown user: the same refusal, no cookie.
+        let wrong = reader.password("dr.a", "not-the-password").await;
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+        let wrong_page = wrong.text().await.unwrap();
+        let unknown = reader.password("dr.nobody", &password).await;
+        assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(unknown.text().await.unwrap(), wrong_page);
+        assert!(reader.cookie.is_none());
+
+        // The password, then a wrong code, then the right one.
+        let response = reader.password("dr.a", &password).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let pre_sign_in_cookie = reader.cookie.clone();
+        let page = reader.get("/login/enrol").await.text().await.unwrap();
+        let bad = reader.post("/login/enrol", &[("csrf", &common::csrf(&page)), ("code", "000000")]).await;
+        assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
+        let key = between(&page, "<code id=\"totp-key\">", "</code>");
+        let code = reader.code(&key);
+        let done = reader.post("/login/enrol", &[("csrf", &common::csrf(&page)), ("code", &code)]).await;
+        assert_eq!(done.status(), StatusCode::SEE_OTHER, "{url}");
+
+        // Their own report, in three formats with the same numbers.
+        let page = reader.get("/reports").await;
+        assert_eq!(page.status(), StatusCode::OK);
+        let html = page.text().await.unwrap();
+        let (body, nav) = (html.find("<body>").unwrap(), html.find("<nav class=\"portal\"").unwrap());
+        assert!(body < nav && html[nav..].contains("dr.a") && html.contains("Sign out"), "the navigation");
+        let (status, json) = reader.json("").await;
+        assert_eq!(status, StatusCode::OK, "{url}");
+        assert_eq!(json["status"], "figures", "{json}");
+        assert_eq!(json["level"], "provider");
+        assert_eq!(json["provider_id"], "prov-a1");
+        assert_eq!(json["summary"]["invitations"], 12);
+        assert_eq!(json["summary"]["responses"], 8);
+        let csv = reader.get("/reports/report.csv").await.text().await.unwrap();
+        assert!(csv.contains("summary,,,,provider,invitations,12"), "{csv}");
+        assert!(csv.contains("summary,,,,provider,responses,8"), "{csv}");
+
+        // Another provider's report, even at the same site, or another site: 404.
+        for query in ["?provider=prov-b2", "?site=site-2002", "?site=site-2002&provider=prov-c3"] {
+            let (status, _) = reader.json(query).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{query}");
+            assert_eq!(reader.get(&format!("/reports{query}")).await.status(), StatusCode::NOT_FOUND);
+        }
+        // Exports of other roles: 404.
+        assert_eq!(reader.get("/reports/activity.csv").await.status(), StatusCode::NOT_FOUND);
+        assert_eq!(reader.get("/reports/usage.csv").await.status(), StatusCode::NOT_FOUND);
+
+        // Signing out ends the session on the server, not only in the browser.
+        let html = reader.get("/reports").await.text().await.unwrap();
+        let signed_in_cookie = reader.cookie.clone();
+        assert_ne!(signed_in_cookie, pre_sign_in_cookie, "a new token after the second factor");
+        let out = reader.post("/logout", &[("csrf", &common::csrf(&html))]).await;
+        assert_eq!(out.status(), StatusCode::SEE_OTHER);
+        reader.cookie = signed_in_cookie;
+        assert_eq!(reader.get("/reports").await.status(), StatusCode::SEE_OTHER);
+
+        // The next sign-in asks for a code; the one used before is refused.
+        let again = reader.password("dr.a", &password).await;
+        assert!(again.headers()["location"].to_str().unwrap().starts_with("/login/code"));
+        let page = reader.get("/login/code").await.text().await.unwrap();
+        let reused = reader.post("/login/code", &[("csrf", &common::csrf(&page)), ("code", &code)]).await;
+        assert_eq!(reused.status(), StatusCode::UNAUTHORIZED);
+        bridge.clock.advance(SignedDuration::from_secs(30));
+        let fresh = reader.code(&key);
+        let ok = reader.post("/login/code", &[("csrf", &common::csrf(&page)), ("code", &fresh)]).await;
+        assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+
+        let db = Db::connect(&url).await.unwrap();
+        let results: Vec<(String, String)> =
+            db.activity(Some("site-1001")).await.unwrap().into_iter().map(|a| (a.action, a.result)).collect();
+        for expected in [
+            ("ACCOUNT_CREATED", "ok"),
+            ("LOGIN", "wrong_password"),
+            ("TOTP_ENROLLED", "wrong_code"),
+            ("TOTP_ENROLLED", "ok"),
+            ("REPORT_VIEW", "ok"),
+            ("REPORT_EXPORT", "ok"),
+            ("REPORT_VIEW", "not_found"),
+            ("LOGOUT", "ok"),
+            ("TOTP", "code_reused"),
+            ("TOTP", "ok"),
+        ] {
+            assert!(
+                results.iter().any(|(a, r)| (a.as_str(), r.as_str()) == expected),
+                "{expected:?} in {results:?}"
+            );
+        }
+        bridge.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn repeated_failures_lock_an_account_until_the_lock_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bridge, _db) = bridge_with_data(&sqlite(dir.path())).await;
+    let password =
+        add(&bridge, &["dr.a", "--role", "provider", "--site", "site-1001", "--provider", "prov-a1"]);
+    let mut reader = Reader::new(&bridge);
+    reader.first_sign_in("dr.a", &password).await;
+    reader.cookie = None;
+
+    for _ in 0..5 {
+        assert_eq!(reader.password("dr.a", "wrong-password-guess").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Locked: the right password is refused too, with the same words.
+    assert_eq!(reader.password("dr.a", &password).await.status(), StatusCode::UNAUTHORIZED);
+    let (code, list, _) = account(&bridge, &["list"]);
+    assert_eq!(code, Some(0));
+    // (The command runs on the system clock, the bridge on the test's: only the row is checked.)
+    assert!(list.lines().any(|l| l.starts_with("dr.a\tprovider\tsite-1001\tprov-a1\tset up\t")), "{list}");
+
+    // Fifteen minutes later it opens again.
+    bridge.clock.advance(SignedDuration::from_mins(16));
+    let response = reader.password("dr.a", &password).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(response.headers()["location"].to_str().unwrap().starts_with("/login/code"));
+
+    // An operator's reset unlocks at once, with a new password.
+    for _ in 0..5 {
+        reader.password("dr.a", "wrong-password-guess").await;
+    }
+    let (code, out, _) = account(&bridge, &["reset", "dr.a"]);
+    assert_eq!(code, Some(0));
+    let new_password = out.split("new password: ").nth(1).unwrap().trim().to_string();
+    assert_eq!(
+        reader.password("dr.a", &password).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the old password"
+    );
+    assert_eq!(reader.password("dr.a", &new_password).await.status(), StatusCode::SEE_OTHER);
+    bridge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_site_admin_reads_its_site_and_exports_its_activity_but_not_another_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bridge, _db) = bridge_with_data(&sqlite(dir.path())).await;
+    let admin = add(&bridge, &["admin.1001", "--role", "site_admin", "--site", "site-1001"]);
+    let other = add(&bridge, &["admin.2002", "--role", "site_admin", "--site", "site-2002"]);
+    let mut other_reader = Reader::new(&bridge);
+    other_reader.first_sign_in("admin.2002", &other).await;
+    let mut reader = Reader::new(&bridge);
+    reader.first_sign_in("admin.1001", &admin).await;
+
+    let (status, site) = reader.json("").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(site["level"], "site");
+    assert_eq!(site["summary"]["invitations"], 22);
+    assert_eq!(site["summary"]["responses"], 11);
+    let (status, provider) = reader.json("?provider=prov-b2").await;
+    assert_eq!(status, StatusCode::OK);
+    // Three responses: under k, so no numbers at all.
+    assert_eq!(provider["status"], "too_few_responses", "{provider}");
+    assert!(provider.get("summary").is_none());
+    let page = reader.get("/reports?provider=prov-b2").await.text().await.unwrap();
+    assert!(!page.contains(">3<"), "no count of a small population in the page");
+    assert_eq!(reader.json("?site=site-2002").await.0, StatusCode::NOT_FOUND);
+
+    let activity = reader.get("/reports/activity.csv").await;
+    assert_eq!(activity.status(), StatusCode::OK);
+    assert!(activity.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let activity = activity.text().await.unwrap();
+    assert!(activity.starts_with("time,site,user,action,result,detail\n"), "{activity}");
+    assert!(activity.contains(",site-1001,admin.1001,TOTP_ENROLLED,ok,"), "{activity}");
+    assert!(
+        activity.contains(",site-1001,admin.1001,REPORT_EXPORT,ok,json provider site-1001/prov-b2"),
+        "{activity}"
+    );
+    assert!(activity.contains(",site-1001,admin.1001,REPORT_VIEW,not_found,"), "{activity}");
+    assert!(!activity.contains("admin.2002") && !activity.contains("site-2002"), "another site's activity");
+
+    let usage = reader.get("/reports/usage.csv").await.text().await.unwrap();
+    assert_eq!(
+        usage.lines().collect::<Vec<_>>(),
+        [
+            "site,month,channel,invitations,responses,opt_outs,no_answer_yet",
+            "site-1001,2026-11,email,11,5,0,6",
+            "site-1001,2026-11,sms,11,6,0,5",
+        ]
+    );
+    bridge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_analyst_sees_sites_in_aggregate_but_no_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bridge, _db) = bridge_with_data(&sqlite(dir.path())).await;
+    let password = add(&bridge, &["analyst", "--role", "analyst"]);
+    let mut reader = Reader::new(&bridge);
+    reader.first_sign_in("analyst", &password).await;
+    let (status, all) = reader.json("").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((all["level"].as_str(), all["summary"]["responses"].as_u64()), (Some("all"), Some(21)));
+    let (status, site) = reader.json("?site=site-2002").await;
+    assert_eq!((status, site["summary"]["invitations"].as_u64()), (StatusCode::OK, Some(20)));
+    assert_eq!(reader.json("?site=site-1001&provider=prov-a1").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(reader.get("/reports/activity.csv").await.status(), StatusCode::NOT_FOUND);
+    let usage = reader.get("/reports/usage.csv").await.text().await.unwrap();
+    assert!(usage.contains("site-2002,2026-11,sms,10,5,0,5"), "{usage}");
+    // A bad month names the field.
+    let bad = reader.get("/reports/report.json?from=2026-13").await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(bad.text().await.unwrap().contains("from"));
+    bridge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn account_commands_check_their_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = start(&sqlite(dir.path()), |_| {}).await;
+    assert_eq!(bridge.http().get(bridge.url("/login")).send().await.unwrap().status(), StatusCode::OK);
+    for (args, named) in [
+        (vec!["add", "x", "--role", "boss"], "--role"),
+        (vec!["add", "x", "--role", "provider", "--site", "site-1001"], "--provider"),
+        (vec!["add", "x y", "--role", "analyst"], "username"),
+        (vec!["add", "x", "--role", "analyst", "--site", "site-1001"], "--site"),
+        (vec!["reset", "nobody"], "no account"),
+    ] {
+        let (code, _, err) = account(&bridge, &args);
+        assert_eq!(code, Some(65), "{args:?}");
+        assert!(err.contains(named), "{args:?}: {err}");
+    }
+    add(&bridge, &["x", "--role", "analyst"]);
+    let (code, _, err) = account(&bridge, &["add", "x", "--role", "analyst"]);
+    assert_eq!(code, Some(65));
+    assert!(err.contains("exists"), "{err}");
+    bridge.stop().await.unwrap();
+}
