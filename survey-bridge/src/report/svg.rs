@@ -57,7 +57,7 @@ pub struct Point {
 fn open(out: &mut String, id: &str, height: f64, title: &str, desc: &str) {
     let _ = write!(
         out,
-        "<svg class=\"chart\" role=\"img\" aria-labelledby=\"{id}-t {id}-d\" viewBox=\"0 0 {WIDTH} {height:.0}\" \
+        "<svg class=\"chart\" role=\"img\" aria-labelledby=\"{id}-t\" aria-describedby=\"{id}-d\" viewBox=\"0 0 {WIDTH} {height:.0}\" \
          width=\"100%\" preserveAspectRatio=\"xMinYMin meet\">\n\
          <title id=\"{id}-t\">{}</title>\n<desc id=\"{id}-d\">{}</desc>\n",
         escape(title),
@@ -220,7 +220,10 @@ mod tests {
             bars: vec![bar("Always", Some(0.5), "50%"), bar("Often & more", None, "suppressed")],
         }];
         let svg = bar_chart("c1", "Title & co", "Desc <x>", &groups);
-        assert!(svg.contains("role=\"img\"") && svg.contains("aria-labelledby=\"c1-t c1-d\""));
+        assert!(
+            svg.contains("role=\"img\"")
+                && svg.contains("aria-labelledby=\"c1-t\" aria-describedby=\"c1-d\"")
+        );
         assert!(svg.contains("<title id=\"c1-t\">Title &amp; co</title>"));
         assert!(svg.contains("<desc id=\"c1-d\">Desc &lt;x&gt;</desc>"));
         assert!(svg.contains("Q &lt;1&gt;") && svg.contains("Often &amp; more"));

@@ -1,7 +1,10 @@
 //! Test helpers: a real bridge on ephemeral loopback ports, on SQLite and (where
 //! `BRIDGE_TEST_POSTGRES_URL` names a server) on PostgreSQL, with a development PKI made in
 //! the test; an HTTPS client that trusts it; and a ledger client with the outreach role.
+//! [`browser`]: headless Chromium pointed at such a bridge.
 #![allow(dead_code, clippy::unwrap_used)]
+
+pub mod browser;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
