@@ -39,6 +39,10 @@ pub enum Action {
     OptOut,
     /// Counts were read.
     StatsRead,
+    /// Due contacts were leased to the outreach worker; `count` of them.
+    OutreachLease,
+    /// The outreach worker reported the outcome of one lease; `detail` is the outcome.
+    OutreachAck,
     /// The sweep ran; `count` entries were erased.
     SweepCompleted,
     /// A day's key was destroyed; `detail` is the day.
@@ -66,6 +70,8 @@ impl Action {
             Action::ContactDelete => "CONTACT_DELETE",
             Action::OptOut => "OPT_OUT",
             Action::StatsRead => "STATS_READ",
+            Action::OutreachLease => "OUTREACH_LEASE",
+            Action::OutreachAck => "OUTREACH_ACK",
             Action::SweepCompleted => "SWEEP_COMPLETED",
             Action::DayKeyDestroyed => "DAY_KEY_DESTROYED",
             Action::AuthFailed => "AUTH_FAILED",
@@ -106,7 +112,7 @@ pub struct Event<'a> {
     pub actor: Actor<'a>,
     /// The GUID concerned, written only as its HMAC.
     pub guid: Option<&'a Guid>,
-    /// A count (entries swept).
+    /// A count (entries swept, contacts leased).
     pub count: Option<u64>,
     /// The RPC concerned.
     pub rpc: Option<&'a str>,

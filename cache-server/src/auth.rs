@@ -158,12 +158,24 @@ pub enum Rpc {
     OptOut,
     /// `Stats`.
     Stats,
+    /// `LeaseDue`.
+    LeaseDue,
+    /// `Ack`.
+    Ack,
 }
 
 impl Rpc {
     /// Every RPC, for tests and tables.
-    pub const ALL: [Rpc; 6] =
-        [Rpc::PutContact, Rpc::PutContacts, Rpc::GetContact, Rpc::DeleteContact, Rpc::OptOut, Rpc::Stats];
+    pub const ALL: [Rpc; 8] = [
+        Rpc::PutContact,
+        Rpc::PutContacts,
+        Rpc::GetContact,
+        Rpc::DeleteContact,
+        Rpc::OptOut,
+        Rpc::Stats,
+        Rpc::LeaseDue,
+        Rpc::Ack,
+    ];
 
     /// The RPC's name on the wire.
     pub fn as_str(self) -> &'static str {
@@ -174,6 +186,8 @@ impl Rpc {
             Rpc::DeleteContact => "DeleteContact",
             Rpc::OptOut => "OptOut",
             Rpc::Stats => "Stats",
+            Rpc::LeaseDue => "LeaseDue",
+            Rpc::Ack => "Ack",
         }
     }
 }
@@ -189,6 +203,8 @@ pub const POLICY: &[(Rpc, &[Role])] = &[
     (Rpc::DeleteContact, &[Role::Emr, Role::Bridge]),
     (Rpc::OptOut, &[Role::Bridge]),
     (Rpc::Stats, &[Role::Admin]),
+    (Rpc::LeaseDue, &[Role::Outreach]),
+    (Rpc::Ack, &[Role::Outreach]),
 ];
 
 /// Whether `role` may call `rpc`.

@@ -52,7 +52,7 @@ pub struct AuditConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LockoutConfig {
-    /// NOT_FOUND answers to GetContact/DeleteContact a caller may get per window.
+    /// NOT_FOUND answers to GetContact/DeleteContact/OptOut/Ack a caller may get per window.
     pub max_not_found: u32,
     /// The window for `max_not_found`, in seconds; also how long the lock-out lasts.
     pub not_found_window_seconds: u64,
@@ -108,6 +108,8 @@ pub struct StoreConfig {
     /// When the sweep runs, as a cron expression in UTC with seconds:
     /// `sec min hour day-of-month month day-of-week`.
     pub sweep_schedule: String,
+    /// The most contacts one LeaseDue may ask for: 1 to 10000.
+    pub max_lease_batch: u32,
 }
 
 /// Memory protection at start-up.
@@ -175,6 +177,7 @@ impl Default for StoreConfig {
             max_bytes: 3 << 30,
             max_message_bytes: 16 * 1024,
             sweep_schedule: "0 5 0 * * *".into(),
+            max_lease_batch: 500,
         }
     }
 }
@@ -231,6 +234,9 @@ impl Config {
         }
         if !(1024..=4 << 20).contains(&s.max_message_bytes) {
             return Err(ConfigError::new("store.max_message_bytes must be between 1024 and 4194304"));
+        }
+        if !(1..=10_000).contains(&s.max_lease_batch) {
+            return Err(ConfigError::new("store.max_lease_batch must be between 1 and 10000"));
         }
         if tokio_cron_scheduler::Job::new_async(s.sweep_schedule.as_str(), |_, _| Box::pin(async {})).is_err()
         {
@@ -339,6 +345,7 @@ mod tests {
             ("store.no_such_thing", "1", "no_such_thing"),
             ("log.filter", "a=b=c", "log.filter"),
             ("lockout.max_not_found", "0", "lockout.max_not_found"),
+            ("store.max_lease_batch", "0", "store.max_lease_batch"),
         ];
         for (key, value, named) in cases {
             let mut overrides = with_tls(dir.path());

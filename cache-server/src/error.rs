@@ -21,6 +21,9 @@ impl From<StoreError> for Status {
             StoreError::Invalid(e) => invalid(&e),
             StoreError::NotFound => Status::not_found(StoreError::NotFound.to_string()),
             e @ StoreError::Full { .. } => Status::resource_exhausted(e.to_string()),
+            e @ (StoreError::NotLeased | StoreError::LeasedForSuppression) => {
+                Status::failed_precondition(e.to_string())
+            }
             e @ (StoreError::Crypto(_) | StoreError::Corrupt) => {
                 // The cause is for the operator; the caller learns only that it failed.
                 error!(cause = %e, "store failure");

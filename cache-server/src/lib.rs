@@ -3,8 +3,8 @@
 //!
 //! Where to look:
 //! - [`server::run`] starts everything and drains on shutdown; `main.rs` only parses flags.
-//! - [`store`] holds the entries; [`crypto`] seals them under day keys; [`validate`] checks
-//!   what comes in; [`sweep`] erases what expired.
+//! - [`store`] holds the entries and their outreach state (the due queue); [`crypto`] seals
+//!   them under day keys; [`validate`] checks what comes in; [`sweep`] erases what expired.
 //! - [`service`] is the gRPC surface, [`error`] maps failures to statuses, [`tls`] accepts
 //!   connections and identifies callers by certificate, [`auth`] says which role may call
 //!   what, [`audit`] writes the audit trail, [`throttle`] locks out callers that fail too

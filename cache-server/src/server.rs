@@ -127,6 +127,7 @@ pub async fn run_with_audit(
             clock.clone(),
         ),
         instance,
+        max_lease_batch: config.store.max_lease_batch,
     };
     let cache = ContactCacheServer::new(CacheService::new(Arc::new(ctx)))
         .max_decoding_message_size(config.store.max_message_bytes);

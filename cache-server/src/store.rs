@@ -21,6 +21,8 @@ use prost::Message;
 use proto::v1::Contact;
 use zeroize::{Zeroize, Zeroizing};
 
+pub use queue::{Acked, Due, Outcome};
+
 use crate::{
     clock::{Clock, day_start, utc_day},
     crypto::{CryptoError, KeyRing},
@@ -63,25 +65,64 @@ pub enum StoreError {
     /// An entry opened but did not decode.
     #[error("a sealed entry did not decode")]
     Corrupt,
+    /// An Ack for a contact that is held but not leased.
+    #[error("the contact is not leased")]
+    NotLeased,
+    /// An Ack saying sent or retry for a contact leased for suppression.
+    #[error("the contact is leased for suppression, not for sending")]
+    LeasedForSuppression,
 }
 
 /// Where an entry is in its outreach life.
 ///
-/// Leases, sends and retries come with the outreach queue; they join this enum.
+/// ```text
+/// Pending --LeaseDue--> Leased(Invite) --Ack SENT + retry_at, RETRY_AT--> Pending
+///                                      --Ack SENT, FAILED_PERMANENT, SUPPRESSED--> erased
+/// OptedOut --LeaseDue--> Leased(Suppress) --Ack SUPPRESSED, FAILED_PERMANENT--> erased
+///                                          (SENT, RETRY_AT refused: the lease stands)
+/// Leased(kind) whose `until` has passed: due again, as `kind`.
+/// OptOut on Pending or Leased(Invite): OptedOut.
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryState {
-    /// Waiting for its invitation.
+    /// Waiting for its invitation (or a planned reminder, or a retry): due from `due_at`.
     Pending,
-    /// The patient opted out: never handed out again.
+    /// The patient opted out: never read again, due once for suppression.
     OptedOut,
+    /// Handed to a worker until `until` (Unix seconds); due again, as `kind`, after that.
+    Leased {
+        /// What it was handed out for.
+        kind: DueKind,
+        /// When the lease runs out.
+        until: i64,
+    },
+}
+
+impl EntryState {
+    /// Whether the patient opted out (the contact is then never read by GUID again).
+    fn opted_out(self) -> bool {
+        matches!(self, EntryState::OptedOut | EntryState::Leased { kind: DueKind::Suppress, .. })
+    }
+}
+
+/// What a due entry is handed out for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DueKind {
+    /// Send the invitation or a planned reminder.
+    Invite,
+    /// Add the contact to the suppression list: the patient opted out.
+    Suppress,
 }
 
 struct Entry {
     site_id: Box<str>,
     day: i64,
-    #[allow(dead_code)] // read by the outreach queue
-    send_after: i64,
+    /// When the entry's current work is due (Unix seconds): its send-after time, the time an
+    /// Ack planned, or the moment of an opt-out. Orders LeaseDue, oldest first.
+    due_at: i64,
     state: EntryState,
+    /// Times the current work was handed out.
+    attempts: u32,
     sealed: Box<[u8]>,
 }
 
@@ -219,7 +260,14 @@ impl Store {
             // rather than overwrite.
             if let dashmap::Entry::Vacant(slot) = self.entries.entry(guid) {
                 let sealed = key.seal(plaintext, &aad(&guid, &site_id))?.into_boxed_slice();
-                slot.insert(Entry { site_id, day, send_after, state: EntryState::Pending, sealed });
+                slot.insert(Entry {
+                    site_id,
+                    day,
+                    due_at: send_after,
+                    state: EntryState::Pending,
+                    attempts: 0,
+                    sealed,
+                });
                 return Ok(guid);
             }
         }
@@ -250,9 +298,14 @@ impl Store {
     pub fn get(&self, guid: &Guid) -> Result<Contact, StoreError> {
         let now = self.clock.now();
         let entry = self.entries.get(guid).ok_or(StoreError::NotFound)?;
-        if self.is_expired(&entry, now) || entry.state == EntryState::OptedOut {
+        if self.is_expired(&entry, now) || entry.state.opted_out() {
             return Err(StoreError::NotFound);
         }
+        self.open(guid, &entry)
+    }
+
+    /// Opens and decodes the contact of `entry`.
+    fn open(&self, guid: &Guid, entry: &Entry) -> Result<Contact, StoreError> {
         let key = self.keys.get(entry.day).ok_or(StoreError::NotFound)?;
         let plaintext = key.open(&entry.sealed, &aad(guid, &entry.site_id))?;
         Contact::decode(&plaintext[..]).map_err(|_| StoreError::Corrupt)
@@ -274,14 +327,19 @@ impl Store {
         Ok(())
     }
 
-    /// Marks the contact under `guid` opted out: it is never read or handed out again.
+    /// Marks the contact under `guid` opted out: it is never read by GUID again, and is
+    /// due once more, for suppression. Opting out again changes nothing.
     pub fn opt_out(&self, guid: &Guid) -> Result<(), StoreError> {
         let now = self.clock.now();
         let mut entry = self.entries.get_mut(guid).ok_or(StoreError::NotFound)?;
         if self.is_expired(&entry, now) {
             return Err(StoreError::NotFound);
         }
-        entry.state = EntryState::OptedOut;
+        if !entry.state.opted_out() {
+            entry.state = EntryState::OptedOut;
+            entry.due_at = now.as_second();
+            entry.attempts = 0;
+        }
         Ok(())
     }
 
@@ -336,5 +394,6 @@ impl Store {
     }
 }
 
+mod queue;
 #[cfg(test)]
 mod tests;

@@ -52,12 +52,7 @@ pub fn contact(contact: &mut Contact, latest_send_after: Timestamp) -> Result<()
     time_zone(&contact.time_zone)?;
 
     if let Some(at) = &contact.send_after {
-        // The protobuf Timestamp allows only 0..1e9 nanos; jiff would accept negative ones.
-        let at = (0..1_000_000_000)
-            .contains(&at.nanos)
-            .then(|| Timestamp::new(at.seconds, at.nanos).ok())
-            .flatten()
-            .ok_or(bad("contact.send_after", "is not a valid timestamp"))?;
+        let at = timestamp("contact.send_after", at)?;
         if at >= latest_send_after {
             return Err(bad("contact.send_after", "is after the contact would expire"));
         }
@@ -76,6 +71,16 @@ pub fn contact(contact: &mut Contact, latest_send_after: Timestamp) -> Result<()
         Channel::Sms | Channel::Email | Channel::Any => {}
     }
     Ok(())
+}
+
+/// A protobuf timestamp as a [`Timestamp`].
+pub fn timestamp(field: &'static str, at: &prost_types::Timestamp) -> Result<Timestamp, FieldError> {
+    // The protobuf Timestamp allows only 0..1e9 nanos; jiff would accept negative ones.
+    (0..1_000_000_000)
+        .contains(&at.nanos)
+        .then(|| Timestamp::new(at.seconds, at.nanos).ok())
+        .flatten()
+        .ok_or(bad(field, "is not a valid timestamp"))
 }
 
 /// A site, provider or campaign id: 1 to 64 of `[A-Za-z0-9._:-]`.

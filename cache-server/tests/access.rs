@@ -20,8 +20,8 @@ use cache_server::{
 use common::{TestServer, contact, start, start_with_audit_sink};
 use jiff::SignedDuration;
 use proto::v1::{
-    DeleteContactRequest, GetContactRequest, OptOutRequest, PutContactRequest, StatsRequest,
-    contact_cache_client::ContactCacheClient,
+    AckOutcome, AckRequest, DeleteContactRequest, GetContactRequest, LeaseDueRequest, OptOutRequest,
+    PutContactRequest, StatsRequest, contact_cache_client::ContactCacheClient,
 };
 use serde_json::Value;
 use tonic::{Code, Status, transport::Channel};
@@ -32,7 +32,7 @@ fn expected(role: Role, rpc: Rpc) -> bool {
     use Rpc::*;
     match role {
         Role::Emr => matches!(rpc, PutContact | PutContacts | DeleteContact),
-        Role::Outreach => matches!(rpc, GetContact),
+        Role::Outreach => matches!(rpc, GetContact | LeaseDue | Ack),
         Role::Bridge => matches!(rpc, OptOut | DeleteContact),
         Role::Admin => matches!(rpc, Stats),
     }
@@ -64,6 +64,11 @@ async fn call(client: &mut ContactCacheClient<Channel>, rpc: Rpc, guid: &str) ->
         Rpc::DeleteContact => client.delete_contact(DeleteContactRequest { guid }).await.map(drop),
         Rpc::OptOut => client.opt_out(OptOutRequest { guid }).await.map(drop),
         Rpc::Stats => client.stats(StatsRequest {}).await.map(drop),
+        Rpc::LeaseDue => client.lease_due(LeaseDueRequest { max: 10, lease_seconds: 60 }).await.map(drop),
+        Rpc::Ack => client
+            .ack(AckRequest { guid, outcome: AckOutcome::FailedPermanent as i32, retry_at: None })
+            .await
+            .map(drop),
     }
 }
 

@@ -11,7 +11,10 @@ use std::{
 
 use common::{contact, rows, start};
 use jiff::SignedDuration;
-use proto::v1::{DeleteContactRequest, GetContactRequest, OptOutRequest, PutContactRequest, StatsRequest};
+use proto::v1::{
+    AckOutcome, AckRequest, DeleteContactRequest, DueKind, GetContactRequest, LeaseDueRequest, OptOutRequest,
+    PutContactRequest, StatsRequest,
+};
 use tracing_subscriber::fmt::MakeWriter;
 
 #[derive(Clone, Default)]
@@ -62,6 +65,22 @@ async fn logs_hold_no_planted_contact_data() {
     c.emr("site-1001").delete_contact(DeleteContactRequest { guid: guids[1].clone() }).await.unwrap();
     c.bridge.opt_out(OptOutRequest { guid: guids[2].clone() }).await.unwrap();
     let _ = c.outreach.get_contact(GetContactRequest { guid: guids[2].clone() }).await.unwrap_err();
+
+    // The outreach queue: invitations and the opt-out's suppression leased, then acked.
+    let due = c.outreach.lease_due(LeaseDueRequest { max: 100, lease_seconds: 60 }).await.unwrap();
+    let due = due.into_inner().contacts;
+    assert_eq!(due.len(), 4);
+    for d in &due {
+        let outcome =
+            if d.kind == DueKind::Suppress as i32 { AckOutcome::Suppressed } else { AckOutcome::Sent };
+        c.outreach
+            .ack(AckRequest { guid: d.guid.clone(), outcome: outcome as i32, retry_at: None })
+            .await
+            .unwrap();
+    }
+    let _ =
+        c.outreach.ack(AckRequest { guid: guids[3].clone(), outcome: 0, retry_at: None }).await.unwrap_err();
+    let _ = c.outreach.lease_due(LeaseDueRequest { max: 0, lease_seconds: 0 }).await.unwrap_err();
 
     // Bad rows one by one, then everything in a stream that overruns the bound.
     for row in &bad {

@@ -7,32 +7,34 @@ use super::{Authorized, Context};
 use crate::{auth::Rpc, error::invalid, guid::Guid, validate::FieldError};
 
 /// Parses the `guid` field of a request.
-fn parse_guid(text: &str) -> Result<Guid, Status> {
+pub(super) fn parse_guid(text: &str) -> Result<Guid, Status> {
     if text.is_empty() {
         return Err(invalid(&FieldError { field: "guid", message: "is required" }));
     }
     text.parse().map_err(|_| invalid(&FieldError { field: "guid", message: "is not a UUID in text form" }))
 }
 
-/// Runs `op` on the GUID of a request, audits the answer, and counts a NOT_FOUND.
-fn by_guid<T>(
+/// Runs `op` on the GUID of a request, audits the answer (with `detail`), and counts a
+/// NOT_FOUND.
+pub(super) fn by_guid<T>(
     ctx: &Context,
     who: &Authorized,
     rpc: Rpc,
     text: &str,
+    detail: Option<&str>,
     op: impl FnOnce(&Guid) -> Result<T, Status>,
 ) -> Result<T, Status> {
     let guid = match parse_guid(text) {
         Ok(guid) => guid,
         Err(status) => {
             let refused: Result<T, Status> = Err(status);
-            ctx.audit_answer(who, rpc, None, &refused)?;
+            ctx.audit_answer_with(who, rpc, None, None, detail, &refused)?;
             return refused;
         }
     };
     let result = op(&guid);
     // Fail closed: if this cannot be audited, the answer (a contact, say) is not given.
-    ctx.audit_answer(who, rpc, Some(&guid), &result)?;
+    ctx.audit_answer_with(who, rpc, Some(&guid), None, detail, &result)?;
     if matches!(&result, Err(status) if status.code() == Code::NotFound) {
         ctx.count_not_found(who);
     }
@@ -40,15 +42,15 @@ fn by_guid<T>(
 }
 
 pub(super) fn get(ctx: &Context, who: &Authorized, guid: &str) -> Result<Contact, Status> {
-    by_guid(ctx, who, Rpc::GetContact, guid, |guid| Ok(ctx.store.get(guid)?))
+    by_guid(ctx, who, Rpc::GetContact, guid, None, |guid| Ok(ctx.store.get(guid)?))
 }
 
 pub(super) fn delete(ctx: &Context, who: &Authorized, guid: &str) -> Result<(), Status> {
     // An EMR connector erases only its own site's contacts; any other GUID is NOT_FOUND to it.
     let site = who.caller.site.as_deref();
-    by_guid(ctx, who, Rpc::DeleteContact, guid, |guid| Ok(ctx.store.delete(guid, site)?))
+    by_guid(ctx, who, Rpc::DeleteContact, guid, None, |guid| Ok(ctx.store.delete(guid, site)?))
 }
 
 pub(super) fn opt_out(ctx: &Context, who: &Authorized, guid: &str) -> Result<(), Status> {
-    by_guid(ctx, who, Rpc::OptOut, guid, |guid| Ok(ctx.store.opt_out(guid)?))
+    by_guid(ctx, who, Rpc::OptOut, guid, None, |guid| Ok(ctx.store.opt_out(guid)?))
 }

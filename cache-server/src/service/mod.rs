@@ -12,15 +12,16 @@
 
 mod contact;
 mod put;
+mod queue;
 mod stats;
 
 use std::{net::SocketAddr, sync::Arc};
 
 use jiff::Timestamp;
 use proto::v1::{
-    Contact, DeleteContactRequest, DeleteContactResponse, GetContactRequest, OptOutRequest, OptOutResponse,
-    PutContactRequest, PutContactResponse, PutContactResult, StatsRequest, StatsResponse,
-    contact_cache_server::ContactCache,
+    AckRequest, AckResponse, Contact, DeleteContactRequest, DeleteContactResponse, GetContactRequest,
+    LeaseDueRequest, LeaseDueResponse, OptOutRequest, OptOutResponse, PutContactRequest, PutContactResponse,
+    PutContactResult, StatsRequest, StatsResponse, contact_cache_server::ContactCache,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
@@ -58,6 +59,8 @@ pub struct Context {
     pub lockout: Throttle<String>,
     /// This process.
     pub instance: Instance,
+    /// The most contacts one LeaseDue may ask for.
+    pub max_lease_batch: u32,
 }
 
 /// An authorised caller and where it called from.
@@ -86,6 +89,8 @@ fn action_of(rpc: Rpc) -> Action {
         Rpc::DeleteContact => Action::ContactDelete,
         Rpc::OptOut => Action::OptOut,
         Rpc::Stats => Action::StatsRead,
+        Rpc::LeaseDue => Action::OutreachLease,
+        Rpc::Ack => Action::OutreachAck,
     }
 }
 
@@ -102,6 +107,7 @@ fn code_name<T>(result: &Result<T, Status>) -> &'static str {
             Code::Unauthenticated => "unauthenticated",
             Code::Unavailable => "unavailable",
             Code::OutOfRange => "out_of_range",
+            Code::FailedPrecondition => "failed_precondition",
             _ => "internal",
         },
     }
@@ -164,9 +170,24 @@ impl Context {
         guid: Option<&Guid>,
         result: &Result<T, Status>,
     ) -> Result<(), Status> {
+        self.audit_answer_with(who, rpc, guid, None, None, result)
+    }
+
+    /// [`Context::audit_answer`] with a count and a short fixed detail.
+    pub(crate) fn audit_answer_with<T>(
+        &self,
+        who: &Authorized,
+        rpc: Rpc,
+        guid: Option<&Guid>,
+        count: Option<u64>,
+        detail: Option<&str>,
+        result: &Result<T, Status>,
+    ) -> Result<(), Status> {
         let mut event = Event::new(action_of(rpc), code_name(result), who.actor());
         event.rpc = Some(rpc.as_str());
         event.guid = guid;
+        event.count = count;
+        event.detail = detail;
         self.record(event)
     }
 
@@ -262,6 +283,29 @@ impl ContactCache for CacheService {
             .and_then(|who| contact::opt_out(&self.ctx, &who, &request.into_inner().guid))
             .map(|()| Response::new(OptOutResponse {}));
         observe(Rpc::OptOut, &result);
+        result
+    }
+
+    async fn lease_due(
+        &self,
+        request: Request<LeaseDueRequest>,
+    ) -> Result<Response<LeaseDueResponse>, Status> {
+        let result = self
+            .ctx
+            .authorize(&request, Rpc::LeaseDue)
+            .and_then(|who| queue::lease_due(&self.ctx, &who, request.into_inner()))
+            .map(Response::new);
+        observe(Rpc::LeaseDue, &result);
+        result
+    }
+
+    async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
+        let result = self
+            .ctx
+            .authorize(&request, Rpc::Ack)
+            .and_then(|who| queue::ack(&self.ctx, &who, request.into_inner()))
+            .map(|()| Response::new(AckResponse {}));
+        observe(Rpc::Ack, &result);
         result
     }
 

@@ -175,3 +175,122 @@ fn a_site_scoped_delete_leaves_other_sites_alone() {
     store.delete(&guid, Some("site-1001")).unwrap();
     assert!(matches!(store.get(&guid), Err(StoreError::NotFound)));
 }
+
+fn guids(due: &[Due]) -> Vec<Guid> {
+    due.iter().map(|d| d.guid).collect()
+}
+
+#[test]
+fn lease_due_hands_out_the_oldest_first_and_at_most_max() {
+    let (store, clock) = store(10);
+    let now = clock.now().as_second();
+    let mut later = contact(1);
+    later.send_after = Some(prost_types::Timestamp { seconds: now - 60, nanos: 0 });
+    let mut earlier = contact(2);
+    earlier.send_after = Some(prost_types::Timestamp { seconds: now - 3600, nanos: 0 });
+    let mut future = contact(3);
+    future.send_after = Some(prost_types::Timestamp { seconds: now + 60, nanos: 0 });
+    let later = store.put(later).unwrap().guid;
+    let earlier = store.put(earlier).unwrap().guid;
+    store.put(future).unwrap();
+
+    let due = store.lease_due(1, 30);
+    assert_eq!(guids(&due), vec![earlier]);
+    assert_eq!(due[0].kind, DueKind::Invite);
+    assert_eq!(due[0].attempt, 1);
+    assert_eq!(due[0].contact.phone, "+16135550002");
+    assert_eq!(due[0].lease_expires_at.as_second(), now + 30);
+    assert_eq!(guids(&store.lease_due(10, 30)), vec![later]);
+    assert!(store.lease_due(10, 30).is_empty());
+}
+
+#[test]
+fn a_lease_given_back_is_due_again_with_its_attempt_uncounted() {
+    let (store, _) = store(10);
+    let guid = store.put(contact(1)).unwrap().guid;
+    let due = store.lease_due(10, 60);
+    store.give_back(&due);
+    let again = store.lease_due(10, 60);
+    assert_eq!(guids(&again), vec![guid]);
+    assert_eq!(again[0].attempt, 1);
+}
+
+#[test]
+fn acks_move_entries_through_their_states() {
+    let (store, clock) = store(10);
+    let guid = store.put(contact(1)).unwrap().guid;
+    assert!(matches!(store.ack(&guid, Outcome::Sent, None), Err(StoreError::NotLeased)));
+    store.lease_due(10, 60);
+    let in_an_hour = clock.now() + SignedDuration::from_hours(1);
+    assert_eq!(store.ack(&guid, Outcome::RetryAt, Some(in_an_hour)).unwrap(), Acked::DueAgain);
+    assert!(matches!(store.ack(&guid, Outcome::Sent, None), Err(StoreError::NotLeased)));
+    clock.advance(SignedDuration::from_hours(1));
+    assert_eq!(store.lease_due(10, 60)[0].attempt, 2);
+    assert_eq!(store.ack(&guid, Outcome::Sent, None).unwrap(), Acked::Erased);
+    assert!(matches!(store.ack(&guid, Outcome::Sent, None), Err(StoreError::NotFound)));
+    assert_eq!(store.stats().entries, 0);
+    assert_eq!(store.stats().bytes, 0);
+}
+
+#[test]
+fn suppression_work_is_erased_only_by_suppressed_or_failed() {
+    let (store, _) = store(10);
+    let guid = store.put(contact(1)).unwrap().guid;
+    store.lease_due(10, 60);
+    // Opted out while its invitation is leased: the invitation's late Ack is refused.
+    store.opt_out(&guid).unwrap();
+    assert!(matches!(store.ack(&guid, Outcome::Sent, None), Err(StoreError::NotLeased)));
+    let due = store.lease_due(10, 60);
+    assert_eq!(due[0].kind, DueKind::Suppress);
+    assert_eq!(due[0].attempt, 1);
+    store.opt_out(&guid).unwrap();
+    assert!(matches!(store.ack(&guid, Outcome::Sent, None), Err(StoreError::LeasedForSuppression)));
+    assert!(matches!(store.get(&guid), Err(StoreError::NotFound)));
+    assert_eq!(store.ack(&guid, Outcome::Suppressed, None).unwrap(), Acked::Erased);
+    assert_eq!(store.stats().entries, 0);
+}
+
+#[test]
+fn retry_times_must_be_ahead_and_before_expiry() {
+    let (store, clock) = store(10);
+    let guid = store.put(contact(1)).unwrap().guid;
+    store.lease_due(10, 60);
+    let now = clock.now();
+    for at in [now, now - SignedDuration::from_secs(1), "2026-12-24T00:00:00Z".parse().unwrap()] {
+        let err = store.ack(&guid, Outcome::RetryAt, Some(at)).unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(FieldError { field: "retry_at", .. })), "{at}");
+    }
+    // Refusals leave the lease standing.
+    store.ack(&guid, Outcome::RetryAt, Some("2026-12-23T23:59:59Z".parse().unwrap())).unwrap();
+}
+
+#[test]
+fn concurrent_leases_never_share_an_entry() {
+    let (store, _) = store(1000);
+    for n in 0..600 {
+        store.put(contact(n)).unwrap();
+    }
+    let store = std::sync::Arc::new(store);
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                loop {
+                    let due = store.lease_due(25, 60);
+                    if due.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(guids(&due));
+                }
+            })
+        })
+        .collect();
+    let mut all: Vec<Guid> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    all.extend(guids(&store.lease_due(1000, 60)));
+    let leased = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), leased, "an entry was leased twice");
+    assert_eq!(leased, 600);
+}
