@@ -203,7 +203,8 @@ pub fn otpauth_uri(totp: &TOTP, issuer: &str, username: &str) -> String {
     )
 }
 
-fn encode(s: &str) -> String {
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+pub(crate) fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),

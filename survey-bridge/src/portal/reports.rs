@@ -21,7 +21,7 @@ use tracing::error;
 
 use super::{Portal, Session, Shared, unavailable};
 use crate::{
-    accounts::Role,
+    accounts::{Role, encode},
     db::{Db, DbError},
     html::{escape, tr},
     questionnaire::Lang,
@@ -229,15 +229,6 @@ fn link_params(campaign: &str, from: &str, to: &str, site: Option<&str>, provide
         params.push_str(&format!("&provider={}", encode(provider)));
     }
     params
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The navigation bar: who is signed in, the exports the role may take, and sign-out.
