@@ -1,0 +1,81 @@
+//! The suppression list on SQLite and (when `BRIDGE_TEST_POSTGRES_URL` is set) PostgreSQL.
+#![allow(clippy::unwrap_used)]
+
+use outreach_worker::suppression::{ContactKeys, Suppression, SuppressionKey};
+
+/// The databases to test against: a new SQLite file, and a new PostgreSQL database when
+/// `BRIDGE_TEST_POSTGRES_URL` is set (`BRIDGE_REQUIRE_POSTGRES=1` makes its absence fail).
+async fn databases(dir: &std::path::Path) -> Vec<String> {
+    let mut urls = vec![format!("sqlite://{}?mode=rwc", dir.join("worker.db").display())];
+    match std::env::var("BRIDGE_TEST_POSTGRES_URL") {
+        Ok(admin) => urls.push(new_postgres_database(&admin).await),
+        Err(_) if std::env::var("BRIDGE_REQUIRE_POSTGRES").is_ok() => {
+            panic!("BRIDGE_REQUIRE_POSTGRES is set but BRIDGE_TEST_POSTGRES_URL is not")
+        }
+        Err(_) => eprintln!("BRIDGE_TEST_POSTGRES_URL not set: PostgreSQL not tested here"),
+    }
+    urls
+}
+
+async fn new_postgres_database(admin: &str) -> String {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
+    let name = format!("worker_{}", uuid::Uuid::new_v4().simple());
+    sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+fn key() -> SuppressionKey {
+    SuppressionKey::from_bytes([0x5a; 32])
+}
+
+fn contact(phone: Option<&str>, email: Option<&str>) -> ContactKeys {
+    ContactKeys { phone: phone.map(Into::into), email: email.map(Into::into) }
+}
+
+#[tokio::test]
+async fn suppression_survives_a_restart_and_blocks_a_new_contact_sharing_the_phone() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in databases(dir.path()).await {
+        let list = Suppression::connect(&url, key()).await.unwrap();
+        assert!(!list.is_suppressed(Some("+15145550100"), Some("ana@example.org")).await.unwrap());
+        assert_eq!(list.add(&contact(Some("+15145550100"), Some("Ana@Example.org"))).await.unwrap(), 2);
+        assert_eq!(list.add(&contact(Some(" +15145550100 "), Some("ana@example.org"))).await.unwrap(), 0);
+        assert_eq!(list.len().await.unwrap(), 2);
+        list.close().await;
+        drop(list);
+
+        let list = Suppression::connect(&url, key()).await.unwrap();
+        assert_eq!(list.len().await.unwrap(), 2, "{url}");
+        assert!(list.is_suppressed(Some("+15145550100"), Some("ana@example.org")).await.unwrap());
+        // A new contact: the same phone, another email.
+        assert!(list.is_suppressed(Some("+15145550100"), Some("other@example.org")).await.unwrap());
+        // The same email, differently written, and no phone.
+        assert!(list.is_suppressed(None, Some("  ANA@example.ORG")).await.unwrap());
+        assert!(!list.is_suppressed(Some("+15145550199"), Some("other@example.org")).await.unwrap());
+        assert!(!list.is_suppressed(None, None).await.unwrap());
+        // Under another key nothing matches.
+        list.close().await;
+        let other = Suppression::connect(&url, SuppressionKey::from_bytes([1; 32])).await.unwrap();
+        assert!(!other.is_suppressed(Some("+15145550100"), None).await.unwrap());
+        other.close().await;
+    }
+}
+
+#[tokio::test]
+async fn the_database_holds_no_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("worker.db").display());
+    let list = Suppression::connect(&url, key()).await.unwrap();
+    list.add(&contact(Some("+15145550100"), Some("ana@example.org"))).await.unwrap();
+    list.add(&contact(None, Some("bo@example.org"))).await.unwrap();
+    list.close().await;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for secret in ["5145550100", "ana@", "example.org"] {
+            assert!(!text.contains(secret), "{secret} found on disk");
+        }
+    }
+}
