@@ -6,10 +6,7 @@ mod common;
 
 use std::{
     io,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::Duration,
 };
 
@@ -17,7 +14,7 @@ use cache_server::{
     auth::{self, Role, Rpc},
     certs::DevPki,
 };
-use common::{TestServer, contact, start, start_with_audit_sink};
+use common::{Switchable, TestServer, contact, start, start_with_audit_sink};
 use jiff::SignedDuration;
 use proto::v1::{
     AckOutcome, AckRequest, DeleteContactRequest, GetContactRequest, LeaseDueRequest, OptOutRequest,
@@ -339,26 +336,6 @@ async fn repeated_failed_handshakes_lock_a_peer_out_for_a_while() {
     server.clock.advance(SignedDuration::from_secs(61));
     let mut admin = server.client_as("admin").await;
     admin.stats(StatsRequest {}).await.unwrap();
-}
-
-/// An audit sink that works until told to fail.
-#[derive(Clone, Default)]
-struct Switchable {
-    failing: Arc<AtomicBool>,
-    written: Arc<Mutex<Vec<u8>>>,
-}
-
-impl io::Write for Switchable {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(io::Error::other("disk full"));
-        }
-        self.written.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 #[tokio::test]

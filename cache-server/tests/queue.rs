@@ -4,16 +4,9 @@
 
 mod common;
 
-use std::{
-    collections::HashSet,
-    io,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
-};
+use std::{collections::HashSet, sync::atomic::Ordering};
 
-use common::{TestServer, contact, start, start_with_audit_sink};
+use common::{Switchable, TestServer, contact, start, start_with_audit_sink};
 use jiff::{SignedDuration, Timestamp};
 use proto::v1::{
     AckOutcome, AckRequest, DueContact, DueKind, GetContactRequest, LeaseDueRequest, OptOutRequest,
@@ -383,26 +376,6 @@ async fn leases_and_acks_are_audited_without_contact_data() {
     let raw = std::fs::read_to_string(server.path("audit.jsonl")).unwrap();
     for value in [&sent.phone, &sent.email, &guid] {
         assert!(!raw.contains(value.as_str()), "the audit log holds a contact value or a raw GUID");
-    }
-}
-
-/// An audit sink that works until told to fail.
-#[derive(Clone, Default)]
-struct Switchable {
-    failing: Arc<AtomicBool>,
-    written: Arc<Mutex<Vec<u8>>>,
-}
-
-impl io::Write for Switchable {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(io::Error::other("disk full"));
-        }
-        self.written.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

@@ -289,3 +289,23 @@ pub const BAD_ROW_FIELDS: [(&str, &str); 12] = [
     ("B011", "contact.channel"),
     ("B012", "contact.provider_id"),
 ];
+
+/// An audit sink that works until told to fail.
+#[derive(Clone, Default)]
+pub struct Switchable {
+    pub failing: Arc<std::sync::atomic::AtomicBool>,
+    pub written: Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl std::io::Write for Switchable {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::other("disk full"));
+        }
+        self.written.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
