@@ -123,6 +123,8 @@ struct Entry {
     state: EntryState,
     /// Times the current work was handed out.
     attempts: u32,
+    /// Messages acked SENT so far (the invitation, when a reminder is planned).
+    sent: u8,
     sealed: Box<[u8]>,
 }
 
@@ -266,6 +268,7 @@ impl Store {
                     due_at: send_after,
                     state: EntryState::Pending,
                     attempts: 0,
+                    sent: 0,
                     sealed,
                 });
                 return Ok(guid);

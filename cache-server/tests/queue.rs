@@ -133,9 +133,32 @@ async fn sent_with_a_retry_time_plans_a_reminder() {
     assert_eq!(due[0].guid, guid);
     assert_eq!(due[0].kind, DueKind::Invite as i32);
     assert_eq!(due[0].attempt, 1, "the reminder is new work");
+    assert_eq!(due[0].sent_before, 1, "the worker can tell the reminder from the invitation");
     // The reminder was the last message planned.
     ack(&mut c.outreach, &guid, AckOutcome::Sent, None).await.unwrap();
     assert_eq!(entries(&server).await, 0);
+}
+
+#[tokio::test]
+async fn a_reminder_no_longer_needed_is_skipped_and_erased() {
+    let server = start(|_| {}).await;
+    let mut c = server.clients().await;
+    let guid = c.put(contact(1)).await;
+    let due = lease(&mut c.outreach, 10, 60).await;
+    assert_eq!(due[0].sent_before, 0, "the invitation");
+    let reminder = server.clock.now() + SignedDuration::from_hours(24);
+    ack(&mut c.outreach, &guid, AckOutcome::Sent, Some(reminder)).await.unwrap();
+    server.clock.advance(SignedDuration::from_hours(24));
+    assert_eq!(lease(&mut c.outreach, 10, 60).await[0].sent_before, 1);
+    assert_names(
+        ack(&mut c.outreach, &guid, AckOutcome::Skipped, Some(reminder + SignedDuration::from_hours(1)))
+            .await,
+        "retry_at",
+    );
+    ack(&mut c.outreach, &guid, AckOutcome::Skipped, None).await.unwrap();
+    assert_eq!(entries(&server).await, 0);
+    let gone = ack(&mut c.outreach, &guid, AckOutcome::Skipped, None).await.unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
 }
 
 #[tokio::test]
@@ -194,6 +217,8 @@ async fn an_opt_out_is_handed_out_once_for_suppression_then_erased() {
     // A late Ack of the invitation leased before the opt-out must not end the suppression.
     let late = ack(&mut c.outreach, &guid, AckOutcome::Sent, None).await.unwrap_err();
     assert_eq!(late.code(), Code::FailedPrecondition);
+    let skipped = ack(&mut c.outreach, &guid, AckOutcome::Skipped, None).await.unwrap_err();
+    assert_eq!(skipped.code(), Code::FailedPrecondition, "nor may a skipped reminder");
 
     // A worker that dies holding it: the suppression comes back.
     server.clock.advance(SignedDuration::from_secs(60));

@@ -72,6 +72,7 @@ fn wire(due: Due) -> DueContact {
         kind: kind as i32,
         lease_expires_at: Some(timestamp(due.lease_expires_at)),
         attempt: due.attempt,
+        sent_before: due.sent_before,
     }
 }
 
@@ -82,6 +83,7 @@ pub(super) fn ack(ctx: &Context, who: &Authorized, request: AckRequest) -> Resul
         Ok(AckOutcome::RetryAt) => Some(Outcome::RetryAt),
         Ok(AckOutcome::FailedPermanent) => Some(Outcome::FailedPermanent),
         Ok(AckOutcome::Suppressed) => Some(Outcome::Suppressed),
+        Ok(AckOutcome::Skipped) => Some(Outcome::Skipped),
         Ok(AckOutcome::Unspecified) | Err(_) => None,
     };
     let detail = outcome.map(Outcome::as_str);
@@ -89,8 +91,8 @@ pub(super) fn ack(ctx: &Context, who: &Authorized, request: AckRequest) -> Resul
         let outcome = outcome.ok_or_else(|| {
             bad(
                 "outcome",
-                "must be ACK_OUTCOME_SENT, ACK_OUTCOME_RETRY_AT, ACK_OUTCOME_FAILED_PERMANENT or \
-                 ACK_OUTCOME_SUPPRESSED",
+                "must be ACK_OUTCOME_SENT, ACK_OUTCOME_RETRY_AT, ACK_OUTCOME_FAILED_PERMANENT, \
+                 ACK_OUTCOME_SUPPRESSED or ACK_OUTCOME_SKIPPED",
             )
         })?;
         let retry_at = request
@@ -101,7 +103,7 @@ pub(super) fn ack(ctx: &Context, who: &Authorized, request: AckRequest) -> Resul
             .map_err(|e| invalid(&e))?;
         match (outcome, retry_at) {
             (Outcome::RetryAt, None) => return Err(bad("retry_at", "is required with ACK_OUTCOME_RETRY_AT")),
-            (Outcome::FailedPermanent | Outcome::Suppressed, Some(_)) => {
+            (Outcome::FailedPermanent | Outcome::Suppressed | Outcome::Skipped, Some(_)) => {
                 return Err(bad("retry_at", "is only for ACK_OUTCOME_SENT and ACK_OUTCOME_RETRY_AT"));
             }
             _ => {}

@@ -31,6 +31,8 @@ pub struct Due {
     pub lease_expires_at: Timestamp,
     /// Times the current work has been handed out, this one included.
     pub attempt: u32,
+    /// Messages already sent to the contact (0: the invitation is due; 1: a reminder).
+    pub sent_before: u32,
 }
 
 /// What a worker reports for one leased entry.
@@ -44,6 +46,8 @@ pub enum Outcome {
     FailedPermanent,
     /// The contact is on the worker's suppression list.
     Suppressed,
+    /// Nothing to send any more: a planned reminder no longer needed.
+    Skipped,
 }
 
 impl Outcome {
@@ -54,6 +58,7 @@ impl Outcome {
             Outcome::RetryAt => "retry_at",
             Outcome::FailedPermanent => "failed_permanent",
             Outcome::Suppressed => "suppressed",
+            Outcome::Skipped => "skipped",
         }
     }
 }
@@ -123,7 +128,11 @@ impl Store {
             };
             entry.attempts = entry.attempts.saturating_add(1);
             entry.state = EntryState::Leased { kind, until };
-            leased.push(Due { guid, contact, kind, lease_expires_at, attempt: entry.attempts });
+            let sent_before = match kind {
+                DueKind::Invite => u32::from(entry.sent),
+                DueKind::Suppress => 0,
+            };
+            leased.push(Due { guid, contact, kind, lease_expires_at, attempt: entry.attempts, sent_before });
         }
         leased
     }
@@ -151,8 +160,8 @@ impl Store {
     /// late Ack saves a second send); once leased again, the Ack applies to the new lease,
     /// since an Ack names only the GUID.
     ///
-    /// Suppression work is erased by SUPPRESSED or FAILED_PERMANENT. SENT and RETRY_AT
-    /// cannot be its outcome: they can only be a late Ack of the invitation leased before
+    /// Suppression work is erased by SUPPRESSED or FAILED_PERMANENT. SENT, RETRY_AT and
+    /// SKIPPED cannot be its outcome: they can only be a late Ack of the invitation leased before
     /// the opt-out, and taking them would lose the suppression, so they are refused
     /// (`LeasedForSuppression`) and the lease stands.
     ///
@@ -178,10 +187,11 @@ impl Store {
         };
         let again = match (kind, outcome) {
             (_, Outcome::FailedPermanent | Outcome::Suppressed) => None,
-            (DueKind::Suppress, Outcome::Sent | Outcome::RetryAt) => {
+            (DueKind::Suppress, Outcome::Sent | Outcome::RetryAt | Outcome::Skipped) => {
                 return Err(StoreError::LeasedForSuppression);
             }
             (DueKind::Invite, Outcome::Sent) => retry_at,
+            (DueKind::Invite, Outcome::Skipped) => None,
             (DueKind::Invite, Outcome::RetryAt) => {
                 Some(retry_at.ok_or_else(|| bad("retry_at", "is required with ACK_OUTCOME_RETRY_AT"))?)
             }
@@ -204,6 +214,7 @@ impl Store {
         if outcome == Outcome::Sent {
             // A reminder is new work: its attempts count from one again.
             entry.attempts = 0;
+            entry.sent = entry.sent.saturating_add(1);
         }
         Ok(Acked::DueAgain)
     }
