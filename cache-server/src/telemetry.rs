@@ -46,6 +46,12 @@ pub fn install_recorder() {
     let _ = handle();
 }
 
+/// The metrics recorded so far in Prometheus text form (empty when another recorder is
+/// installed). Other daemons of the tier serve this on their own listeners.
+pub fn render_metrics() -> String {
+    handle().map(|h| h.render()).unwrap_or_default()
+}
+
 /// Serves `GET /metrics` on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, store: Arc<Store>) {
     let app = Router::new().route("/metrics", get(render)).with_state(store);

@@ -88,6 +88,22 @@ pub enum Outcome {
     AlreadyUsed,
 }
 
+/// What an unsubscribe came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsubscribe {
+    /// The link was unused: it is now declined, and the GUID queued for the cache's `OptOut`.
+    Declined,
+    /// The survey was answered: the GUID is queued for the cache's `OptOut`; the response
+    /// stands.
+    Answered,
+    /// The patient had already declined or unsubscribed: the opt-out was queued then.
+    AlreadyDeclined,
+    /// No such invitation.
+    Unknown,
+    /// The link has expired.
+    Expired,
+}
+
 /// The counts of one (site, provider, campaign, month).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PeriodCounts {
@@ -215,16 +231,58 @@ impl Db {
             Err(outcome) => return Ok(outcome),
         };
         bump_period(&mut tx, &inv, Count::OptOuts).await?;
-        sqlx::query(
-            "INSERT INTO opt_out_outbox (guid, attempts, next_attempt_at) VALUES ($1, 0, $2) \
-             ON CONFLICT (guid) DO NOTHING",
-        )
-        .bind(guid)
-        .bind(now.as_second())
-        .execute(&mut *tx)
-        .await?;
+        queue_opt_out(&mut tx, guid, now).await?;
         tx.commit().await?;
         Ok(Outcome::Accepted)
+    }
+
+    /// Records an unsubscribe, which is final and reaches every campaign: in one
+    /// transaction an unused invitation is declined as by [`Db::decline`]; an answered one
+    /// keeps its response (and is not counted as an opt-out) but its GUID is still queued
+    /// for the cache's `OptOut`; a declined one is left as it is, its opt-out having been
+    /// queued when it was declined.
+    pub async fn unsubscribe(
+        &self,
+        guid: &str,
+        guid_hmac: &str,
+        now: Timestamp,
+    ) -> Result<Unsubscribe, DbError> {
+        let mut tx = self.pool.begin().await?;
+        match claim(&mut tx, guid_hmac, now, State::Declined).await? {
+            Ok(inv) => {
+                bump_period(&mut tx, &inv, Count::OptOuts).await?;
+                queue_opt_out(&mut tx, guid, now).await?;
+                tx.commit().await?;
+                return Ok(Unsubscribe::Declined);
+            }
+            Err(Outcome::Unknown) => return Ok(Unsubscribe::Unknown),
+            Err(Outcome::Expired) => return Ok(Unsubscribe::Expired),
+            Err(_) => {}
+        }
+        // Already used: read the state again, as it may have changed since `claim` looked.
+        match invitation_in(&mut tx, guid_hmac).await? {
+            Some((_, State::Declined)) => Ok(Unsubscribe::AlreadyDeclined),
+            Some(_) => {
+                queue_opt_out(&mut tx, guid, now).await?;
+                tx.commit().await?;
+                Ok(Unsubscribe::Answered)
+            }
+            None => Ok(Unsubscribe::Unknown),
+        }
+    }
+
+    /// Whether the invitation under `guid_hmac` no longer wants a reminder (answered,
+    /// declined or unsubscribed: true) or is still unused (false); `None` when it is
+    /// unknown or its link has expired at `now`.
+    pub async fn invitation_answered(
+        &self,
+        guid_hmac: &str,
+        now: Timestamp,
+    ) -> Result<Option<bool>, DbError> {
+        Ok(match self.invitation(guid_hmac).await? {
+            Some((inv, state)) if now.as_second() < inv.expires_at => Some(state != State::Invited),
+            _ => None,
+        })
     }
 
     /// Opt-outs due for delivery to the cache at `now`, with their attempts so far.
@@ -377,6 +435,19 @@ async fn claim(
         .await?
         .rows_affected();
     Ok(if changed == 1 { Ok(inv) } else { Err(Outcome::AlreadyUsed) })
+}
+
+/// Queues `guid` for the cache's `OptOut`; queuing it again while it waits changes nothing.
+async fn queue_opt_out(tx: &mut sqlx::AnyConnection, guid: &str, now: Timestamp) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO opt_out_outbox (guid, attempts, next_attempt_at) VALUES ($1, 0, $2) \
+         ON CONFLICT (guid) DO NOTHING",
+    )
+    .bind(guid)
+    .bind(now.as_second())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// A count kept per period.

@@ -40,6 +40,8 @@ pub enum Message {
     BadAnswers,
     /// Too many bad links from this client.
     TooManyAttempts,
+    /// The patient unsubscribed: no more messages from this service.
+    Unsubscribed,
 }
 
 /// `en` or `fr`, by `lang`.
@@ -83,6 +85,14 @@ fn message_text(lang: Lang, message: Message) -> (&'static str, &'static str) {
         Message::TooManyAttempts => (
             tr(lang, "Too many attempts", "Trop de tentatives"),
             tr(lang, "Please try again later.", "Veuillez réessayer plus tard."),
+        ),
+        Message::Unsubscribed => (
+            tr(lang, "You are unsubscribed", "Votre désabonnement est confirmé"),
+            tr(
+                lang,
+                "This service will not send you any more messages, for this survey or any other.",
+                "Ce service ne vous enverra plus aucun message, ni pour ce sondage ni pour aucun autre.",
+            ),
         ),
     }
 }
@@ -143,6 +153,36 @@ pub fn consent_page(lang: Lang, title: &str, action: &str, csrf: &str, switch_hr
         lang.as_str(),
         tr(lang, "Take the survey", "Répondre au sondage"),
         tr(lang, "No, thank you", "Non merci"),
+    );
+    page.push_str(FOOT);
+    page
+}
+
+/// The unsubscribe page: what unsubscribing does, and one button that posts the form.
+pub fn unsubscribe_page(lang: Lang, action: &str, csrf: &str, switch_href: &str) -> String {
+    let title = tr(lang, "Unsubscribe", "Se désabonner");
+    let mut page = head(lang, title);
+    page.push_str(&switch(lang, switch_href));
+    let _ = write!(
+        page,
+        "<h1>{title}</h1>\n<p>{}</p>\n<p>{}</p>\n\
+         <form method=\"post\" action=\"{}\">\n<input type=\"hidden\" name=\"csrf\" value=\"{}\">\n\
+         <input type=\"hidden\" name=\"lang\" value=\"{}\">\n<div class=\"actions\">\n\
+         <button class=\"primary\" type=\"submit\">{}</button>\n</div>\n</form>\n",
+        tr(
+            lang,
+            "If you unsubscribe, this service will not send you any more messages, for this survey or any other. This is final.",
+            "Si vous vous désabonnez, ce service ne vous enverra plus aucun message, ni pour ce sondage ni pour aucun autre. Ce choix est définitif.",
+        ),
+        tr(
+            lang,
+            "Nothing changes unless you press the button below.",
+            "Rien ne change tant que vous n'appuyez pas sur le bouton ci-dessous.",
+        ),
+        escape(action),
+        escape(csrf),
+        lang.as_str(),
+        tr(lang, "Unsubscribe", "Me désabonner"),
     );
     page.push_str(FOOT);
     page
@@ -253,6 +293,21 @@ mod tests {
         assert!(page.contains("value=\"agree\"") && page.contains("value=\"decline\""));
         assert!(page.contains("English"));
         no_outside_resources(&page);
+    }
+
+    #[test]
+    fn unsubscribe_page_has_one_button_and_a_token() {
+        for (lang, button) in [(Lang::En, "Unsubscribe"), (Lang::Fr, "Me désabonner")] {
+            let page = unsubscribe_page(lang, "/u/x", "tok", "?lang=x");
+            assert!(page.contains(&format!("<html lang=\"{}\">", lang.as_str())));
+            assert!(page.contains("method=\"post\" action=\"/u/x\""));
+            assert!(page.contains("name=\"csrf\" value=\"tok\""));
+            assert_eq!(page.matches("<button").count(), 1);
+            assert!(page.contains(button));
+            no_outside_resources(&page);
+        }
+        let page = message_page(Lang::Fr, Message::Unsubscribed);
+        assert!(page.contains("aucun message"));
     }
 
     #[test]

@@ -1,11 +1,13 @@
-//! The invitation ledger over gRPC: `surveybridge.v1.InvitationLedger/RecordInvitation`, for
-//! the outreach worker only (client certificate `spiffe://contactcache/outreach`).
+//! The invitation ledger over gRPC: `surveybridge.v1.InvitationLedger`, for the outreach
+//! worker only (client certificate `spiffe://contactcache/outreach`). `RecordInvitation`
+//! records an invitation before it is sent; `InvitationAnswered` tells whether a reminder
+//! would be pointless.
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
 use cache_server::{
     audit::{Actor, Audit, Event},
-    auth::Role,
+    auth::{Caller, Role},
     clock::Clock,
     guid::Guid,
     tls::Peer,
@@ -13,8 +15,8 @@ use cache_server::{
 };
 use jiff::{SignedDuration, Timestamp};
 use proto::ledger::{
-    InvitationChannel, RecordInvitationRequest, RecordInvitationResponse,
-    invitation_ledger_server::InvitationLedger,
+    InvitationAnsweredRequest, InvitationAnsweredResponse, InvitationChannel, RecordInvitationRequest,
+    RecordInvitationResponse, invitation_ledger_server::InvitationLedger,
 };
 use tonic::{Request, Response, Status};
 use tracing::error;
@@ -54,6 +56,33 @@ impl Ledger {
             error!(cause = %err, "audit write failed; refusing the request");
             Status::unavailable("the audit log cannot be written; the request was not carried out")
         })
+    }
+
+    /// The caller of `rpc`, if it is the outreach worker; otherwise the refusal, audited as
+    /// `PERMISSION_DENIED` (another role) or `AUTH_FAILED` (no usable client certificate).
+    fn outreach_caller<T>(
+        &self,
+        request: &Request<T>,
+        rpc: &'static str,
+    ) -> Result<(Caller, Option<SocketAddr>), Status> {
+        let peer = request.extensions().get::<Arc<Peer>>();
+        let addr = peer.map(|p| p.addr);
+        match peer.map(|p| &p.identity) {
+            Some(Ok(caller)) if caller.role == Role::Outreach => Ok((caller.clone(), addr)),
+            Some(Ok(caller)) => {
+                let mut event =
+                    Event::new("PERMISSION_DENIED", "permission_denied", Actor::Caller(caller, addr));
+                event.rpc = Some(rpc);
+                self.audit(event)?;
+                Err(Status::permission_denied(format!("role {} may not call {rpc}", caller.role)))
+            }
+            _ => {
+                let mut event = Event::new("AUTH_FAILED", "unauthenticated", Actor::Peer(addr));
+                event.rpc = Some(rpc);
+                self.audit(event)?;
+                Err(Status::unauthenticated("a client certificate naming the outreach role is required"))
+            }
+        }
     }
 
     fn invitation(&self, request: &RecordInvitationRequest) -> Result<(Guid, Invitation), Status> {
@@ -102,29 +131,7 @@ impl InvitationLedger for Ledger {
         &self,
         request: Request<RecordInvitationRequest>,
     ) -> Result<Response<RecordInvitationResponse>, Status> {
-        let peer = request.extensions().get::<Arc<Peer>>().cloned();
-        let addr = peer.as_ref().map(|p| p.addr);
-        let caller = match peer.as_ref().map(|p| &p.identity) {
-            Some(Ok(caller)) if caller.role == Role::Outreach => caller.clone(),
-            Some(Ok(caller)) => {
-                let mut event =
-                    Event::new("PERMISSION_DENIED", "permission_denied", Actor::Caller(caller, addr));
-                event.rpc = Some("RecordInvitation");
-                self.audit(event)?;
-                return Err(Status::permission_denied(format!(
-                    "role {} may not call RecordInvitation",
-                    caller.role
-                )));
-            }
-            _ => {
-                let mut event = Event::new("AUTH_FAILED", "unauthenticated", Actor::Peer(addr));
-                event.rpc = Some("RecordInvitation");
-                self.audit(event)?;
-                return Err(Status::unauthenticated(
-                    "a client certificate naming the outreach role is required",
-                ));
-            }
-        };
+        let (caller, addr) = self.outreach_caller(&request, "RecordInvitation")?;
         let actor = Actor::Caller(&caller, addr);
         let (guid, inv) = match self.invitation(request.get_ref()) {
             Ok(parsed) => parsed,
@@ -151,6 +158,31 @@ impl InvitationLedger for Ledger {
             }
         };
         let mut event = Event::new("INVITATION_RECORDED", outcome, actor);
+        event.guid = Some(&guid);
+        self.audit(event)?;
+        answer.map(Response::new)
+    }
+
+    async fn invitation_answered(
+        &self,
+        request: Request<InvitationAnsweredRequest>,
+    ) -> Result<Response<InvitationAnsweredResponse>, Status> {
+        let (caller, addr) = self.outreach_caller(&request, "InvitationAnswered")?;
+        let actor = Actor::Caller(&caller, addr);
+        let Ok(guid) = request.get_ref().guid.parse::<Guid>() else {
+            self.audit(Event::new("INVITATION_ANSWERED_CHECKED", "invalid_argument", actor))?;
+            return Err(invalid("guid", "is not a UUID in text form"));
+        };
+        let result = self.db.invitation_answered(&self.keys.guid_hmac(&guid), self.clock.now()).await;
+        let (outcome, answer) = match result {
+            Ok(Some(answered)) => ("ok", Ok(InvitationAnsweredResponse { answered })),
+            Ok(None) => ("not_found", Err(Status::not_found("no unexpired invitation has this guid"))),
+            Err(err) => {
+                error!(cause = %err, "ledger read failed");
+                ("internal", Err(Status::internal("internal error")))
+            }
+        };
+        let mut event = Event::new("INVITATION_ANSWERED_CHECKED", outcome, actor);
         event.guid = Some(&guid);
         self.audit(event)?;
         answer.map(Response::new)

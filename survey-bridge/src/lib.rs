@@ -5,7 +5,8 @@
 //! - [`server::run`] starts everything; `main.rs` only parses flags.
 //! - [`ledger`] records invitations for the outreach worker (gRPC over mutual TLS).
 //! - [`pages`] serves the consent and survey pages ([`html`] renders them, [`https`] accepts
-//!   their connections); [`questionnaire`] is the built-in survey.
+//!   their connections); [`questionnaire`] is the built-in survey; [`unsubscribe`] is the
+//!   email unsubscribe page and its one-click POST (RFC 8058).
 //! - [`results`] takes answers from external surveys (a signed webhook) and reconciles
 //!   them; [`import`] does the same for a CSV export; [`redirect`] is the plain-HTTP port.
 //! - [`accounts`] and [`portal`] sign report readers in (argon2id, TOTP) and serve the
@@ -32,5 +33,6 @@ pub mod redirect;
 pub mod report;
 pub mod results;
 pub mod server;
+pub mod unsubscribe;
 
 pub use server::{Listeners, RunError, run};

@@ -1,4 +1,5 @@
-//! The patient pages: consent, the built-in survey, and the outcomes.
+//! The patient pages: consent, the built-in survey, and the outcomes; the unsubscribe page
+//! (`/u/{guid}`) is in [`crate::unsubscribe`].
 //!
 //! A link is `/s/{guid}`. Nothing about the patient is in it but the GUID, and the pages
 //! keep it from leaking: no referrer, no third-party anything, no cookies (form tokens
@@ -35,6 +36,7 @@ use crate::{
     keys::Keys,
     questionnaire::{Lang, Questionnaire},
     results::{self, Webhook},
+    unsubscribe,
 };
 
 /// What the pages need.
@@ -68,6 +70,12 @@ pub fn router(pages: Pages, webhook: Option<Webhook>, portal: Router) -> Router 
         .route("/s/{guid}", get(consent))
         .route("/s/{guid}/consent", axum::routing::post(consent_answer))
         .route("/s/{guid}/survey", get(survey).post(survey_answer))
+        .route(
+            "/u/{guid}",
+            get(unsubscribe::show)
+                .post(unsubscribe::confirm)
+                .layer(DefaultBodyLimit::max(unsubscribe::MAX_BODY)),
+        )
         .route("/assets/site.css", get(css))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .fallback(|| async { page(StatusCode::NOT_FOUND, Lang::En, Message::InvalidLink) })
@@ -128,24 +136,34 @@ async fn css() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], html::SITE_CSS)
 }
 
-fn page(status: StatusCode, lang: Lang, message: Message) -> Response {
+/// A message page with `status`.
+pub(crate) fn page(status: StatusCode, lang: Lang, message: Message) -> Response {
     (status, Html(html::message_page(lang, message))).into_response()
 }
 
+/// `?lang=` on a page's address.
 #[derive(Debug, Deserialize)]
-struct LangQuery {
-    lang: Option<String>,
+pub(crate) struct LangQuery {
+    /// `en` or `fr`; anything else is ignored.
+    pub(crate) lang: Option<String>,
 }
 
-/// An open link: its GUID and invitation, and the page language.
-struct Link {
-    guid: Guid,
-    inv: Invitation,
-    lang: Lang,
+/// A link found in the ledger and unexpired: its GUID, invitation and state, and the page
+/// language.
+pub(crate) struct Link {
+    /// The GUID.
+    pub(crate) guid: Guid,
+    /// Its invitation.
+    pub(crate) inv: Invitation,
+    /// Where the invitation is in its life.
+    pub(crate) state: LinkState,
+    /// The page language: the one asked for, else the invitation's.
+    pub(crate) lang: Lang,
 }
 
 impl Pages {
-    fn audit(&self, event: Event<'_>) -> Result<(), Response> {
+    /// Records `event`, or the 503 to answer when the audit log cannot be written.
+    pub(crate) fn audit(&self, event: Event<'_>) -> Result<(), Response> {
         self.audit.record(event).map_err(|err| {
             error!(cause = %err, "audit write failed; refusing the request");
             (StatusCode::SERVICE_UNAVAILABLE, "the service is unavailable; please try again later")
@@ -165,8 +183,10 @@ impl Pages {
         page(status, lang, message)
     }
 
-    /// Opens the link `/s/{text}`: an invited, unexpired GUID, or the page to show instead.
-    async fn open(&self, ip: IpAddr, text: &str, lang: Option<&str>) -> Result<Link, Response> {
+    /// Looks up the link `text`, in any state: a GUID recorded and unexpired, or the page to
+    /// show instead. Malformed, unknown and expired links count toward the guessing
+    /// throttle, and while a client is blocked nothing is looked up.
+    pub(crate) async fn look_up(&self, ip: IpAddr, text: &str, lang: Option<&str>) -> Result<Link, Response> {
         let asked = lang.and_then(Lang::parse);
         let fallback = asked.unwrap_or(Lang::En);
         if self.guesses.is_blocked(&ip) {
@@ -186,17 +206,24 @@ impl Pages {
         if self.clock.now().as_second() >= inv.expires_at {
             return Err(self.rejected(ip, Some(&guid), "expired", lang, Message::InvalidLink));
         }
-        match state {
-            LinkState::Invited => Ok(Link { guid, inv, lang }),
+        Ok(Link { guid, inv, state, lang })
+    }
+
+    /// Opens the link `/s/{text}`: an invited, unexpired GUID, or the page to show instead.
+    async fn open(&self, ip: IpAddr, text: &str, lang: Option<&str>) -> Result<Link, Response> {
+        let link = self.look_up(ip, text, lang).await?;
+        match link.state {
+            LinkState::Invited => Ok(link),
             LinkState::Responded => {
-                Err(self.rejected(ip, Some(&guid), "used", lang, Message::AlreadyAnswered))
+                Err(self.rejected(ip, Some(&link.guid), "used", link.lang, Message::AlreadyAnswered))
             }
-            LinkState::Declined => Err(page(StatusCode::CONFLICT, lang, Message::Declined)),
+            LinkState::Declined => Err(page(StatusCode::CONFLICT, link.lang, Message::Declined)),
         }
     }
 }
 
-fn switch_href(lang: Lang) -> String {
+/// The `href` of a page's language switch.
+pub(crate) fn switch_href(lang: Lang) -> String {
     format!("?lang={}", lang.other().as_str())
 }
 

@@ -1,10 +1,14 @@
 //! RecordInvitation over mutual TLS: idempotent, role-checked, each bad field named; and
-//! the schema keeps GUIDs away from answers.
+//! the schema keeps GUIDs away from answers. InvitationAnswered: unused, answered, declined,
+//! unknown, expired, malformed, and only for the outreach role.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use common::{databases, guid, invitation, start};
+use common::{Bridge, csrf, databases, guid, invitation, start};
+use jiff::SignedDuration;
+use proto::ledger::InvitationAnsweredRequest;
+use reqwest::StatusCode;
 use sqlx::Row;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -102,4 +106,128 @@ async fn no_table_holds_a_guid_beside_an_answer() {
             );
         }
     }
+}
+
+async fn answered(bridge: &Bridge, guid: &str) -> Result<bool, tonic::Status> {
+    let mut ledger = bridge.ledger_as("outreach").await;
+    let request = InvitationAnsweredRequest { guid: guid.into() };
+    ledger.invitation_answered(request).await.map(|r| r.into_inner().answered)
+}
+
+/// Consents on the page of `guid` and submits the built-in survey.
+async fn answer_survey(bridge: &Bridge, guid: &str) {
+    let http = bridge.http();
+    let page = http.get(bridge.url(&format!("/s/{guid}"))).send().await.unwrap().text().await.unwrap();
+    let agreed = http
+        .post(bridge.url(&format!("/s/{guid}/consent")))
+        .form(&[("csrf", csrf(&page).as_str()), ("choice", "agree")])
+        .send()
+        .await
+        .unwrap();
+    let location = agreed.headers()["location"].to_str().unwrap().to_string();
+    let survey = http.get(bridge.url(&location)).send().await.unwrap().text().await.unwrap();
+    let sent = http
+        .post(bridge.url(&format!("/s/{guid}/survey")))
+        .form(&[("csrf", csrf(&survey).as_str()), ("overall", "9")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), StatusCode::OK);
+}
+
+/// Declines on the consent page of `guid`.
+async fn decline(bridge: &Bridge, guid: &str) {
+    let http = bridge.http();
+    let page = http.get(bridge.url(&format!("/s/{guid}"))).send().await.unwrap().text().await.unwrap();
+    let declined = http
+        .post(bridge.url(&format!("/s/{guid}/consent")))
+        .form(&[("csrf", csrf(&page).as_str()), ("choice", "decline")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(declined.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn invitation_answered_follows_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in databases(dir.path()).await {
+        let bridge = start(&url, |c| c.link_valid_days = 30).await;
+        let (unused, done, declined, expiring) = (guid(), guid(), guid(), guid());
+        // Sent a day ago, so that it expires a day before the others.
+        bridge
+            .invite_at(&expiring, "prov-a1", "en", bridge.clock.now() - SignedDuration::from_hours(24))
+            .await;
+        for g in [&unused, &done, &declined] {
+            bridge.invite(g, "prov-a1", "en").await;
+        }
+        for g in [&unused, &done, &declined, &expiring] {
+            assert!(!answered(&bridge, g).await.unwrap(), "recorded, unused: {url}");
+        }
+        answer_survey(&bridge, &done).await;
+        decline(&bridge, &declined).await;
+        assert!(!answered(&bridge, &unused).await.unwrap());
+        assert!(answered(&bridge, &done).await.unwrap(), "answered: {url}");
+        assert!(answered(&bridge, &declined).await.unwrap(), "declined: {url}");
+
+        let unknown = answered(&bridge, &guid()).await.unwrap_err();
+        assert_eq!(unknown.code(), Code::NotFound, "{url}");
+        bridge.clock.advance(SignedDuration::from_hours(24 * 29));
+        let expired = answered(&bridge, &expiring).await.unwrap_err();
+        assert_eq!(expired.code(), Code::NotFound, "expired: {url}");
+        assert!(!answered(&bridge, &unused).await.unwrap(), "the others still work");
+        bridge.clock.advance(SignedDuration::from_hours(24));
+        for g in [&unused, &done, &declined] {
+            assert_eq!(answered(&bridge, g).await.unwrap_err().code(), Code::NotFound, "{url}");
+        }
+
+        let lines = bridge.audit_lines();
+        let checks: Vec<_> = lines.iter().filter(|l| l["action"] == "INVITATION_ANSWERED_CHECKED").collect();
+        assert!(checks.iter().any(|l| l["result"] == "ok" && l["guid_hmac"].is_string()));
+        assert!(checks.iter().any(|l| l["result"] == "not_found"));
+        assert!(checks.iter().all(|l| l["role"] == "outreach"));
+        let audit = std::fs::read_to_string(bridge.path("audit.jsonl")).unwrap();
+        for g in [&unused, &done, &declined, &expiring] {
+            assert!(!audit.contains(g.as_str()), "a raw GUID in the audit log");
+        }
+    }
+}
+
+#[tokio::test]
+async fn invitation_answered_names_a_malformed_guid() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = start(&common::sqlite(dir.path()), |_| {}).await;
+    for bad in ["", "nope", "0000"] {
+        let status = answered(&bridge, bad).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{bad:?}");
+        assert_eq!(status.get_details_bad_request().unwrap().field_violations[0].field, "guid");
+    }
+    let lines = bridge.audit_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["action"] == "INVITATION_ANSWERED_CHECKED" && l["result"] == "invalid_argument")
+    );
+}
+
+#[tokio::test]
+async fn only_the_outreach_role_may_ask_whether_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = start(&common::sqlite(dir.path()), |_| {}).await;
+    let g = guid();
+    bridge.invite(&g, "prov-a1", "en").await;
+    for name in ["admin", "bridge", "emr-site-1001"] {
+        let mut ledger = bridge.ledger_as(name).await;
+        let status =
+            ledger.invitation_answered(InvitationAnsweredRequest { guid: g.clone() }).await.unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{name}");
+        assert!(status.message().contains("InvitationAnswered"), "{}", status.message());
+    }
+    let lines = bridge.audit_lines();
+    let denied: Vec<_> = lines
+        .iter()
+        .filter(|l| l["action"] == "PERMISSION_DENIED" && l["rpc"] == "InvitationAnswered")
+        .collect();
+    assert_eq!(denied.len(), 3, "{lines:?}");
+    assert!(answered(&bridge, &g).await.is_ok());
 }
