@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # Runs the tier locally on embedded defaults: a development CA, certificates and keys in
 # ./state/certs, the cache on 127.0.0.1:50051 (gRPC over mutual TLS, metrics on
-# 127.0.0.1:9464) and the survey bridge on https://localhost:8443 (ledger on
-# 127.0.0.1:50052, SQLite in ./state). Ctrl-C stops both cleanly.
+# 127.0.0.1:9464), the survey bridge on https://localhost:8443 (ledger on 127.0.0.1:50052,
+# SQLite in ./state), and the outreach worker sending email to a local mail sink (Debian's
+# python3-aiosmtpd on 127.0.0.1:2525, writing the Maildir ./state/mail). Ctrl-C stops all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 state=state
 mkdir -p "$state"
-cargo build --release -p cache-server -p survey-bridge
+cargo build --release -p cache-server -p survey-bridge -p outreach-worker
 bin=target/release/cache-server
 bridge=target/release/survey-bridge
+worker=target/release/outreach-worker
 
 if [[ ! -f $state/certs/survey-bridge-secret.key ]]; then
   "$bin" certs --out "$state/certs"
 fi
+if [[ ! -f $state/certs/suppression.key ]]; then
+  (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$state/certs/suppression.key")
+fi
+mkdir -p "$state/mail/cur" "$state/mail/new" "$state/mail/tmp"
 
 extra=()
 if [[ $(id -u) -ne 0 ]]; then
@@ -35,6 +41,17 @@ bridge_args=(--config deploy/survey-bridge.example.toml \
   --set "cache.key=$state/certs/bridge.key" \
   --set "http_listen=127.0.0.1:8080")
 
+worker_args=(--config deploy/outreach-worker.example.toml \
+  --set "database_url=sqlite://$state/outreach-worker.db?mode=rwc" \
+  --set "key_file=$state/certs/suppression.key" \
+  --set "metrics_listen=127.0.0.1:9465" \
+  --set "cache.ca=$state/certs/ca.pem" --set "cache.cert=$state/certs/outreach.pem" \
+  --set "cache.key=$state/certs/outreach.key" \
+  --set "bridge.ca=$state/certs/ca.pem" --set "bridge.cert=$state/certs/outreach.pem" \
+  --set "bridge.key=$state/certs/outreach.key" \
+  --set "email.host=127.0.0.1" --set "email.port=2525" --set "email.tls=none" \
+  --set "worker.poll_seconds=2")
+
 cat <<MSG
 
 cache-server (development set-up)
@@ -54,12 +71,29 @@ survey-bridge (development set-up)
   reports         https://localhost:8443/login; make an account first:
                   $bridge ${bridge_args[*]} account add dr.lee --role provider --site site-1001 --provider prov-a1
 
+outreach-worker (development set-up)
+  sends           email only, to the local mail sink on 127.0.0.1:2525 (no SMS provider here)
+  mail sink       $state/mail/new/ (one file per message: the invitation with its /s/<GUID> link)
+  suppression     $state/outreach-worker.db (HMACs only)
+  metrics         curl http://127.0.0.1:9465/metrics
+  config          deploy/outreach-worker.example.toml, overridden by the flags below
+  quiet hours     09:00-20:00 in the patient's time zone: outside them invitations wait
+
 Stop with Ctrl-C: requests in flight finish, then the cache's store is erased.
 
 MSG
 "$bridge" "${bridge_args[@]}" &
-bridge_pid=$!
-trap 'kill -TERM $bridge_pid 2>/dev/null; wait $bridge_pid 2>/dev/null' EXIT
+pids=($!)
+trap 'kill -TERM "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null' EXIT
+
+if /usr/bin/python3 -c "import aiosmtpd" 2>/dev/null; then
+  /usr/bin/python3 -m aiosmtpd -n -l 127.0.0.1:2525 -c aiosmtpd.handlers.Mailbox "$state/mail" &
+  pids+=($!)
+  "$worker" "${worker_args[@]}" &
+  pids+=($!)
+else
+  echo "note: the outreach worker needs a mail sink here: apt-get install python3-aiosmtpd; not started"
+fi
 
 "$bin" --config deploy/cache-server.example.toml \
   --set "tls.cert=$state/certs/cache-server.pem" \

@@ -1,0 +1,453 @@
+//! Configuration: a TOML file, overridden by `OUTREACH_WORKER_*` environment variables
+//! (sections joined by `__`), then by `--set key.path=value` flags, as for the other daemons
+//! (see `cache_server::config::load_layered`). Everything is checked before the worker starts.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+
+use cache_server::config::{ConfigError, LogConfig, load_layered};
+use jiff::civil::Time;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    email::EmailConfig,
+    sms::{RetryPolicy, Sender, SmsConfig},
+};
+
+/// The environment variable prefix: `OUTREACH_WORKER_WORKER__CONCURRENCY=4`.
+pub const ENV_PREFIX: &str = "OUTREACH_WORKER_";
+
+/// Everything the worker needs to start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// The suppression list's database: `sqlite://path?mode=rwc` (default) or
+    /// `postgres://user@host:port/db`.
+    pub database_url: String,
+    /// A file with 64 hex digits: the key of the suppression list's HMACs. Keep it: without
+    /// it the list can no longer be matched.
+    pub key_file: PathBuf,
+    /// Where Prometheus metrics are served over plain HTTP; none when absent.
+    pub metrics_listen: Option<SocketAddr>,
+    /// A directory of per-campaign, per-language templates; the built-in ones when absent.
+    pub templates_dir: Option<PathBuf>,
+    /// The contact cache (role `outreach`).
+    pub cache: GrpcClientConfig,
+    /// The survey bridge: its ledger (role `outreach`) and its public address.
+    pub bridge: BridgeClientConfig,
+    /// Batches, leases, concurrency.
+    pub worker: LoopConfig,
+    /// When messages may be sent, in the patient's time zone.
+    pub quiet_hours: QuietHoursConfig,
+    /// SMS through a Twilio-format REST API; no SMS is sent when absent.
+    pub sms: Option<SmsSettings>,
+    /// Email over SMTP; no email is sent when absent.
+    pub email: Option<EmailSettings>,
+    /// Per-campaign settings, by campaign id.
+    pub campaigns: BTreeMap<String, CampaignSettings>,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            database_url: "sqlite://outreach-worker.db?mode=rwc".into(),
+            key_file: "suppression.key".into(),
+            metrics_listen: None,
+            templates_dir: None,
+            cache: GrpcClientConfig { url: "https://localhost:50051".into(), ..GrpcClientConfig::default() },
+            bridge: BridgeClientConfig::default(),
+            worker: LoopConfig::default(),
+            quiet_hours: QuietHoursConfig::default(),
+            sms: None,
+            email: None,
+            campaigns: BTreeMap::new(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// A gRPC server reached over mutual TLS with the worker's client certificate.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcClientConfig {
+    /// Its address, e.g. `https://localhost:50051`.
+    pub url: String,
+    /// The name in its certificate.
+    pub server_name: String,
+    /// The CA that signed its certificate.
+    pub ca: PathBuf,
+    /// The worker's client certificate (URI SAN `spiffe://contactcache/outreach`).
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+}
+
+impl Default for GrpcClientConfig {
+    fn default() -> Self {
+        GrpcClientConfig {
+            url: String::new(),
+            server_name: "localhost".into(),
+            ca: "pki/ca.pem".into(),
+            cert: "pki/outreach.pem".into(),
+            key: "pki/outreach.key".into(),
+        }
+    }
+}
+
+/// The survey bridge.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BridgeClientConfig {
+    /// Its invitation ledger.
+    #[serde(flatten)]
+    pub grpc: GrpcClientConfig,
+    /// The address patients open: links are `{public_url}/s/{guid}`, unsubscribe links
+    /// `{public_url}/u/{guid}`.
+    pub public_url: String,
+}
+
+impl Default for BridgeClientConfig {
+    fn default() -> Self {
+        BridgeClientConfig {
+            grpc: GrpcClientConfig { url: "https://localhost:50052".into(), ..GrpcClientConfig::default() },
+            public_url: "https://localhost:8443".into(),
+        }
+    }
+}
+
+/// How work is taken from the cache.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoopConfig {
+    /// Contacts leased per LeaseDue call (1 to the cache's `store.max_lease_batch`).
+    pub batch: u32,
+    /// Seconds a lease lasts: a contact not acked by then goes to another worker.
+    pub lease_seconds: u32,
+    /// Contacts worked on at once.
+    pub concurrency: usize,
+    /// Seconds between LeaseDue calls when the last one brought nothing.
+    pub poll_seconds: u64,
+    /// Minutes before a message the provider could not take now (429, 5xx, 4xx SMTP, a
+    /// connection failure) is tried again.
+    pub retry_minutes: u32,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        LoopConfig { batch: 50, lease_seconds: 300, concurrency: 8, poll_seconds: 5, retry_minutes: 15 }
+    }
+}
+
+/// The daily window in which messages may be sent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuietHoursConfig {
+    /// The window opens, patient's local time, `HH:MM`.
+    pub start: String,
+    /// The window closes (not included), `HH:MM`.
+    pub end: String,
+    /// The time zone for a contact whose own is unknown to this worker's time-zone data.
+    pub default_time_zone: String,
+}
+
+impl Default for QuietHoursConfig {
+    fn default() -> Self {
+        QuietHoursConfig {
+            start: "09:00".into(),
+            end: "20:00".into(),
+            default_time_zone: "America/Toronto".into(),
+        }
+    }
+}
+
+/// SMS settings.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmsSettings {
+    /// The API's base URL.
+    pub base_url: String,
+    /// The account SID.
+    pub account_sid: String,
+    /// The auth token (better: set `OUTREACH_WORKER_SMS__AUTH_TOKEN`).
+    #[serde(deserialize_with = "text")]
+    pub auth_token: String,
+    /// `From`: one of the account's numbers, E.164. Either this or `messaging_service_sid`.
+    /// (`--set sms.from=+16139990100` and the environment read it as a number: a number
+    /// is taken as E.164 digits and gets its `+` back.)
+    #[serde(deserialize_with = "e164")]
+    pub from: Option<String>,
+    /// A messaging service SID, which picks the number.
+    pub messaging_service_sid: Option<String>,
+    /// Messages per second at most.
+    pub per_second: u32,
+    /// Attempts per message before it is given back as RETRY_AT.
+    pub max_attempts: u32,
+    /// Milliseconds before the first retry; doubled each time, capped at `max_delay_ms`.
+    pub base_delay_ms: u64,
+    /// The longest wait between two attempts.
+    pub max_delay_ms: u64,
+}
+
+impl std::fmt::Debug for SmsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmsSettings")
+            .field("base_url", &self.base_url)
+            .field("account_sid", &self.account_sid)
+            .field("auth_token", &"<secret>")
+            .field("from", &self.from)
+            .field("messaging_service_sid", &self.messaging_service_sid)
+            .field("per_second", &self.per_second)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SmsSettings {
+    fn default() -> Self {
+        let retry = RetryPolicy::default();
+        SmsSettings {
+            base_url: "https://api.twilio.com".into(),
+            account_sid: String::new(),
+            auth_token: String::new(),
+            from: None,
+            messaging_service_sid: None,
+            per_second: 1,
+            max_attempts: retry.max_attempts,
+            base_delay_ms: retry.base_delay.as_millis() as u64,
+            max_delay_ms: retry.max_delay.as_millis() as u64,
+        }
+    }
+}
+
+impl SmsSettings {
+    /// The client configuration, or what is missing.
+    pub fn client_config(&self) -> Result<SmsConfig, ConfigError> {
+        if let Some(from) = &self.from {
+            let digits = from.strip_prefix('+').unwrap_or_default();
+            if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ConfigError::new("sms.from: must be a number in E.164 form, e.g. +16139990100"));
+            }
+        }
+        let sender = match (&self.from, &self.messaging_service_sid) {
+            (Some(from), None) => Sender::From(from.clone()),
+            (None, Some(sid)) => Sender::MessagingService(sid.clone()),
+            _ => {
+                return Err(ConfigError::new(
+                    "sms: set exactly one of sms.from and sms.messaging_service_sid",
+                ));
+            }
+        };
+        if self.account_sid.is_empty() || self.auth_token.is_empty() {
+            return Err(ConfigError::new("sms: sms.account_sid and sms.auth_token are required"));
+        }
+        if !(self.base_url.starts_with("https://") || self.base_url.starts_with("http://127.0.0.1")) {
+            return Err(ConfigError::new(
+                "sms.base_url: must be an https:// address (plain http only to 127.0.0.1, for a local stand-in)",
+            ));
+        }
+        Ok(SmsConfig {
+            base_url: self.base_url.clone(),
+            account_sid: self.account_sid.clone(),
+            auth_token: self.auth_token.clone(),
+            sender,
+            retry: RetryPolicy {
+                max_attempts: self.max_attempts.max(1),
+                base_delay: Duration::from_millis(self.base_delay_ms),
+                max_delay: Duration::from_millis(self.max_delay_ms),
+            },
+        })
+    }
+}
+
+/// Email settings: the SMTP server and the rate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSettings {
+    /// The SMTP server, credentials and sender.
+    #[serde(flatten)]
+    pub smtp: EmailConfig,
+    /// Messages per second at most.
+    #[serde(default = "one")]
+    pub per_second: u32,
+}
+
+/// A string, or a number read from a flag or the environment, as its digits.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Lenient {
+    Text(String),
+    Number(u64),
+}
+
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match Lenient::deserialize(d)? {
+        Lenient::Text(s) => s,
+        Lenient::Number(n) => n.to_string(),
+    })
+}
+
+fn e164<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<Lenient>::deserialize(d)?.map(|v| match v {
+        Lenient::Text(s) => s,
+        Lenient::Number(n) => format!("+{n}"),
+    }))
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One campaign's settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CampaignSettings {
+    /// Days after the invitation to send one reminder, if the survey is still unanswered;
+    /// no reminder when absent.
+    pub reminder_days: Option<u32>,
+}
+
+/// The checked quiet hours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Opens.
+    pub start: Time,
+    /// Closes.
+    pub end: Time,
+}
+
+impl WorkerConfig {
+    /// Reads `file` (if given), then the environment, then `overrides`, and checks the result.
+    pub fn load(file: Option<&std::path::Path>, overrides: &[(String, String)]) -> Result<Self, ConfigError> {
+        let config: WorkerConfig = load_layered(file, ENV_PREFIX, overrides)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks what types cannot.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let w = &self.worker;
+        if w.batch == 0 || w.batch > 500 {
+            return Err(ConfigError::new("worker.batch: must be from 1 to 500"));
+        }
+        if w.lease_seconds == 0 || w.lease_seconds > 3600 {
+            return Err(ConfigError::new("worker.lease_seconds: must be from 1 to 3600"));
+        }
+        if w.concurrency == 0 {
+            return Err(ConfigError::new("worker.concurrency: must be at least 1"));
+        }
+        if w.poll_seconds == 0 || w.retry_minutes == 0 {
+            return Err(ConfigError::new("worker.poll_seconds and worker.retry_minutes: must be at least 1"));
+        }
+        self.window()?;
+        if jiff::tz::TimeZone::get(&self.quiet_hours.default_time_zone).is_err() {
+            return Err(ConfigError::new("quiet_hours.default_time_zone: is not a known IANA time zone"));
+        }
+        if let Some(sms) = &self.sms {
+            sms.client_config()?;
+            if sms.per_second == 0 {
+                return Err(ConfigError::new("sms.per_second: must be at least 1"));
+            }
+        }
+        if self.email.as_ref().is_some_and(|e| e.per_second == 0) {
+            return Err(ConfigError::new("email.per_second: must be at least 1"));
+        }
+        if self.sms.is_none() && self.email.is_none() {
+            return Err(ConfigError::new("sms, email: configure at least one channel"));
+        }
+        if !self.bridge.public_url.starts_with("https://") {
+            return Err(ConfigError::new("bridge.public_url: must be an https:// address"));
+        }
+        for (id, campaign) in &self.campaigns {
+            if campaign.reminder_days == Some(0) {
+                return Err(ConfigError::new(format!("campaigns.{id}.reminder_days: must be at least 1")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The quiet hours, parsed.
+    pub fn window(&self) -> Result<Window, ConfigError> {
+        let parse = |name: &str, value: &str| {
+            value
+                .parse::<Time>()
+                .map_err(|_| ConfigError::new(format!("quiet_hours.{name}: must be a time as HH:MM")))
+        };
+        let start = parse("start", &self.quiet_hours.start)?;
+        let end = parse("end", &self.quiet_hours.end)?;
+        if start == end {
+            return Err(ConfigError::new("quiet_hours.end: must differ from quiet_hours.start"));
+        }
+        Ok(Window { start, end })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_sms() -> Vec<(String, String)> {
+        [("sms.account_sid", "AC1"), ("sms.auth_token", "t"), ("sms.from", "+16139990100")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_with_one_channel_are_valid() {
+        let config = WorkerConfig::load(None, &with_sms()).unwrap();
+        assert_eq!(config.window().unwrap().start, Time::constant(9, 0, 0, 0));
+        assert_eq!(config.window().unwrap().end, Time::constant(20, 0, 0, 0));
+        assert!(WorkerConfig::load(None, &[]).unwrap_err().to_string().contains("at least one channel"));
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let cases = [
+            ("quiet_hours.start", "9h", "quiet_hours.start"),
+            ("quiet_hours.end", "09:00", "quiet_hours.end"),
+            ("quiet_hours.default_time_zone", "Mars/Olympus", "default_time_zone"),
+            ("worker.batch", "0", "worker.batch"),
+            ("worker.lease_seconds", "7200", "worker.lease_seconds"),
+            ("sms.base_url", "http://example.org", "sms.base_url"),
+            ("sms.messaging_service_sid", "MG1", "messaging_service_sid"),
+            ("sms.from", "613-999-0100", "sms.from"),
+            ("bridge.public_url", "http://localhost", "bridge.public_url"),
+            ("campaigns.c1.reminder_days", "0", "campaigns.c1.reminder_days"),
+        ];
+        for (key, value, named) in cases {
+            let mut overrides = with_sms();
+            overrides.push((key.into(), value.into()));
+            let err = WorkerConfig::load(None, &overrides).unwrap_err().to_string();
+            assert!(err.contains(named), "{key}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_example_configuration_is_valid() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/outreach-worker.example.toml");
+        let config = WorkerConfig::load(Some(std::path::Path::new(example)), &[]).unwrap();
+        assert!(config.sms.is_none());
+        let email = config.email.unwrap();
+        assert_eq!(email.per_second, 5);
+        assert_eq!(email.smtp.port, 587);
+        assert_eq!(config.worker.lease_seconds, 300);
+    }
+
+    #[test]
+    fn numbers_from_flags_read_as_text() {
+        let mut overrides = with_sms();
+        overrides.push(("sms.auth_token".into(), "12345".into()));
+        let config = WorkerConfig::load(None, &overrides).unwrap();
+        let sms = config.sms.unwrap();
+        assert_eq!(sms.from.as_deref(), Some("+16139990100"));
+        assert_eq!(sms.auth_token, "12345");
+    }
+
+    #[test]
+    fn debug_hides_the_secrets() {
+        let mut overrides = with_sms();
+        overrides.push(("sms.auth_token".into(), "s3cr3t-token".into()));
+        let config = WorkerConfig::load(None, &overrides).unwrap();
+        assert!(!format!("{config:?}").contains("s3cr3t-token"));
+    }
+}

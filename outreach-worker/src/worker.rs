@@ -1,0 +1,475 @@
+//! The worker loop: lease a batch of due contacts from the cache, handle each, ack each.
+//!
+//! For an invitation: the suppression list first; for a reminder, whether the survey is still
+//! unanswered; then the channel (the one the patient prefers, else the one available); quiet
+//! hours in the patient's time zone (outside them, RETRY_AT the next opening); the
+//! per-channel rate limit; the ledger's `RecordInvitation` *before* sending; the message; the
+//! Ack. Suppression work (a patient who opted out) is added to the suppression list and acked.
+//!
+//! When anything this worker depends on fails (its database, the ledger, an Ack), the
+//! contact is not acked: its lease runs out and it is handed out again. A message may then
+//! go out twice (sent, then the Ack lost), never not at all while the contact lives; an
+//! acked contact is never sent again.
+//!
+//! Logs and metrics name the campaign, the channel and the outcome; never a phone, an
+//! email or a GUID.
+
+use std::{collections::BTreeMap, num::NonZeroU32, time::Duration};
+
+use cache_server::clock::Clock;
+use futures_util::StreamExt;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use jiff::{SignedDuration, Timestamp, tz::TimeZone};
+use proto::{
+    ledger::{
+        InvitationAnsweredRequest, InvitationChannel, RecordInvitationRequest,
+        invitation_ledger_client::InvitationLedgerClient,
+    },
+    v1::{
+        AckOutcome, AckRequest, Channel as Preferred, Contact, DueContact, DueKind, LeaseDueRequest,
+        contact_cache_client::ContactCacheClient,
+    },
+};
+use tokio::sync::watch;
+use tonic::{Code, Status, transport::Channel};
+use tracing::{debug, error, info, warn};
+
+use crate::{
+    config::{CampaignSettings, LoopConfig, Window},
+    email::{EmailMessage, EmailOutcome, Mailer},
+    quiet,
+    sms::{SendOutcome, SmsClient, SmsMessage},
+    suppression::{ContactKeys, Suppression},
+    templates::{Templates, Vars},
+};
+
+/// How long a contact with no channel this worker can use waits before it is tried again.
+const NO_CHANNEL_RETRY: SignedDuration = SignedDuration::from_hours(1);
+
+/// A channel this worker sends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Medium {
+    /// SMS.
+    Sms,
+    /// Email.
+    Email,
+}
+
+impl Medium {
+    /// Its name in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Medium::Sms => "sms",
+            Medium::Email => "email",
+        }
+    }
+}
+
+/// What became of one leased contact: the `outcome` label of
+/// `outreach_contacts_total{campaign, channel, outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// The invitation or reminder went out.
+    Sent,
+    /// The provider could not take it now; due again later.
+    Retry,
+    /// Outside quiet hours; due again when they open.
+    QuietHours,
+    /// The provider refused it for good (a bad number or address).
+    FailedPermanent,
+    /// On the suppression list, or the provider says the patient unsubscribed.
+    Suppressed,
+    /// An opt-out added to the suppression list.
+    SuppressionRecorded,
+    /// A reminder no longer needed: the survey was answered.
+    Skipped,
+    /// No channel this worker can use for the contact; due again later.
+    NoChannel,
+    /// Not acked (a failure of the worker's own dependencies): the lease will run out.
+    NotAcked,
+}
+
+impl Handled {
+    /// Its name in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Handled::Sent => "sent",
+            Handled::Retry => "retry",
+            Handled::QuietHours => "quiet_hours",
+            Handled::FailedPermanent => "failed_permanent",
+            Handled::Suppressed => "suppressed",
+            Handled::SuppressionRecorded => "suppression_recorded",
+            Handled::Skipped => "skipped",
+            Handled::NoChannel => "no_channel",
+            Handled::NotAcked => "not_acked",
+        }
+    }
+}
+
+/// One channel's sender and its rate limit.
+#[derive(Debug)]
+pub struct Outlet<T> {
+    /// The client.
+    pub client: T,
+    /// At most this many messages per second.
+    pub limiter: DefaultDirectRateLimiter,
+}
+
+impl<T> Outlet<T> {
+    /// `client`, sending at most `per_second` messages a second.
+    pub fn new(client: T, per_second: u32) -> Outlet<T> {
+        let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+        Outlet { client, limiter: RateLimiter::direct(Quota::per_second(rate)) }
+    }
+}
+
+/// Everything the loop works with.
+#[derive(Debug)]
+pub struct Worker {
+    /// The contact cache (role `outreach`).
+    pub cache: ContactCacheClient<Channel>,
+    /// The bridge's ledger (role `outreach`).
+    pub ledger: InvitationLedgerClient<Channel>,
+    /// The suppression list.
+    pub suppression: Suppression,
+    /// Message templates.
+    pub templates: Templates,
+    /// SMS, when configured.
+    pub sms: Option<Outlet<SmsClient>>,
+    /// Email, when configured.
+    pub email: Option<Outlet<Mailer>>,
+    /// Quiet hours.
+    pub window: Window,
+    /// The zone for contacts whose own is unknown here.
+    pub default_time_zone: TimeZone,
+    /// The bridge's public address, without a trailing slash.
+    pub public_url: String,
+    /// Per-campaign settings.
+    pub campaigns: BTreeMap<String, CampaignSettings>,
+    /// Batch, lease, concurrency.
+    pub settings: LoopConfig,
+    /// Time.
+    pub clock: Clock,
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    Some(s).filter(|s| !s.is_empty())
+}
+
+fn keys(contact: &Contact) -> ContactKeys {
+    ContactKeys {
+        phone: non_empty(&contact.phone).map(str::to_owned),
+        email: non_empty(&contact.email).map(str::to_owned),
+    }
+}
+
+fn wire(t: Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: t.as_second(), nanos: t.subsec_nanosecond() }
+}
+
+impl Worker {
+    /// Leases one batch and handles it; returns how many contacts came.
+    pub async fn run_once(&self) -> Result<usize, Status> {
+        let request =
+            LeaseDueRequest { max: self.settings.batch, lease_seconds: self.settings.lease_seconds };
+        let due = self.cache.clone().lease_due(request).await?.into_inner().contacts;
+        let count = due.len();
+        if count > 0 {
+            debug!(count, "leased");
+        }
+        futures_util::stream::iter(due)
+            .for_each_concurrent(self.settings.concurrency, |due| async move {
+                let campaign = due.contact.as_ref().map(|c| c.campaign_id.clone()).unwrap_or_default();
+                let (channel, handled) = self.handle(due).await;
+                metrics::counter!(
+                    "outreach_contacts_total",
+                    "campaign" => campaign,
+                    "channel" => channel.map_or("none", Medium::as_str),
+                    "outcome" => handled.as_str()
+                )
+                .increment(1);
+            })
+            .await;
+        Ok(count)
+    }
+
+    /// Runs batches until `stop` turns true; the batch in hand is finished first. Waits
+    /// `poll_seconds` after an empty batch or a failed lease.
+    pub async fn run(&self, mut stop: watch::Receiver<bool>) {
+        let idle = Duration::from_secs(self.settings.poll_seconds);
+        while !*stop.borrow() {
+            let wait = match self.run_once().await {
+                Ok(0) => idle,
+                Ok(_) => Duration::ZERO,
+                Err(status) => {
+                    metrics::counter!("outreach_lease_errors_total").increment(1);
+                    warn!(code = ?status.code(), message = status.message(), "LeaseDue failed");
+                    idle
+                }
+            };
+            if !wait.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+        info!("worker stopped");
+    }
+
+    /// Handles one leased contact; returns the channel used, if any, and the outcome.
+    pub async fn handle(&self, due: DueContact) -> (Option<Medium>, Handled) {
+        let Some(contact) = due.contact.as_ref() else {
+            error!("a leased contact came without its details; left to its lease");
+            return (None, Handled::NotAcked);
+        };
+        if due.kind == DueKind::Suppress as i32 {
+            return (None, self.record_suppression(&due.guid, contact).await);
+        }
+        match self.suppression.is_suppressed(non_empty(&contact.phone), non_empty(&contact.email)).await {
+            Ok(false) => {}
+            Ok(true) => {
+                return (None, self.ack(&due.guid, AckOutcome::Suppressed, None, Handled::Suppressed).await);
+            }
+            Err(err) => {
+                error!(cause = %err, "suppression list unreadable; not sending");
+                return (None, Handled::NotAcked);
+            }
+        }
+        let reminder = due.sent_before > 0;
+        if reminder {
+            let request = InvitationAnsweredRequest { guid: due.guid.clone() };
+            match self.ledger.clone().invitation_answered(request).await {
+                Ok(answer) if !answer.get_ref().answered => {}
+                Ok(_) => {
+                    return (None, self.ack(&due.guid, AckOutcome::Skipped, None, Handled::Skipped).await);
+                }
+                Err(status) if status.code() == Code::NotFound => {
+                    // Never recorded, or its link has expired: a reminder could only mislead.
+                    return (None, self.ack(&due.guid, AckOutcome::Skipped, None, Handled::Skipped).await);
+                }
+                Err(status) => {
+                    warn!(code = ?status.code(), "InvitationAnswered failed; left to its lease");
+                    return (None, Handled::NotAcked);
+                }
+            }
+        }
+        let now = self.clock.now();
+        let Some(medium) = self.pick(contact) else {
+            warn!(campaign = %contact.campaign_id, "no configured channel for this contact; retrying later");
+            let at = now.saturating_add(NO_CHANNEL_RETRY).unwrap_or(now);
+            return (None, self.ack(&due.guid, AckOutcome::RetryAt, Some(at), Handled::NoChannel).await);
+        };
+        let tz = quiet::time_zone(&contact.time_zone, &self.default_time_zone);
+        if let Some(opening) = self.window.next_opening(now, &tz) {
+            let handled = self.ack(&due.guid, AckOutcome::RetryAt, Some(opening), Handled::QuietHours).await;
+            return (Some(medium), handled);
+        }
+        (Some(medium), self.send(&due, contact, medium, reminder).await)
+    }
+
+    /// The channel for `contact`: the preferred one if it has that contact detail and this
+    /// worker sends on it, else the other; SMS first for CHANNEL_ANY.
+    pub fn pick(&self, contact: &Contact) -> Option<Medium> {
+        let sms = self.sms.is_some() && !contact.phone.is_empty();
+        let email = self.email.is_some() && !contact.email.is_empty();
+        let prefers_email = contact.channel == Preferred::Email as i32;
+        match (prefers_email, sms, email) {
+            (true, _, true) | (false, false, true) => Some(Medium::Email),
+            (_, true, _) => Some(Medium::Sms),
+            _ => None,
+        }
+    }
+
+    async fn record_suppression(&self, guid: &str, contact: &Contact) -> Handled {
+        match self.suppression.add(&keys(contact)).await {
+            Ok(added) => {
+                info!(added, "opt-out added to the suppression list");
+                self.ack(guid, AckOutcome::Suppressed, None, Handled::SuppressionRecorded).await
+            }
+            Err(err) => {
+                error!(cause = %err, "suppression list unwritable; the opt-out will come again");
+                Handled::NotAcked
+            }
+        }
+    }
+
+    async fn send(&self, due: &DueContact, contact: &Contact, medium: Medium, reminder: bool) -> Handled {
+        let lang = if contact.language == "fr" { "fr" } else { "en" };
+        match medium {
+            Medium::Sms => {
+                if let Some(sms) = &self.sms {
+                    sms.limiter.until_ready().await;
+                }
+            }
+            Medium::Email => {
+                if let Some(email) = &self.email {
+                    email.limiter.until_ready().await;
+                }
+            }
+        }
+        let now = self.clock.now();
+        if !reminder && !self.record_invitation(&due.guid, contact, medium, lang, now).await {
+            return Handled::NotAcked;
+        }
+        let vars = Vars {
+            link: format!("{}/s/{}", self.public_url, due.guid),
+            unsubscribe_link: format!("{}/u/{}", self.public_url, due.guid),
+            reminder,
+            campaign_id: contact.campaign_id.clone(),
+        };
+        let sent = match medium {
+            Medium::Sms => self.send_sms(contact, lang, &vars).await,
+            Medium::Email => self.send_email(contact, lang, &vars).await,
+        };
+        let Some(sent) = sent else { return Handled::NotAcked };
+        match sent {
+            Sent::Accepted => self.ack_sent(&due.guid, contact, reminder, now).await,
+            Sent::Later => {
+                let at = now
+                    .saturating_add(SignedDuration::from_mins(i64::from(self.settings.retry_minutes)))
+                    .unwrap_or(now);
+                self.ack(&due.guid, AckOutcome::RetryAt, Some(at), Handled::Retry).await
+            }
+            Sent::Refused => {
+                self.ack(&due.guid, AckOutcome::FailedPermanent, None, Handled::FailedPermanent).await
+            }
+            Sent::Unsubscribed => match self.suppression.add(&keys(contact)).await {
+                Ok(_) => self.ack(&due.guid, AckOutcome::Suppressed, None, Handled::Suppressed).await,
+                Err(err) => {
+                    error!(cause = %err, "suppression list unwritable; left to its lease");
+                    Handled::NotAcked
+                }
+            },
+        }
+    }
+
+    /// Records the invitation with the bridge; false when it could not be (not sent then).
+    async fn record_invitation(
+        &self,
+        guid: &str,
+        contact: &Contact,
+        medium: Medium,
+        lang: &str,
+        now: Timestamp,
+    ) -> bool {
+        let channel = match medium {
+            Medium::Sms => InvitationChannel::Sms,
+            Medium::Email => InvitationChannel::Email,
+        };
+        let request = RecordInvitationRequest {
+            guid: guid.to_owned(),
+            site_id: contact.site_id.clone(),
+            provider_id: contact.provider_id.clone(),
+            campaign_id: contact.campaign_id.clone(),
+            channel: channel as i32,
+            language: lang.to_owned(),
+            sent_at: Some(wire(now)),
+        };
+        match self.ledger.clone().record_invitation(request).await {
+            Ok(_) => true,
+            // Recorded by an earlier attempt (a lease that ran out, another month or channel):
+            // the answers will still be counted under that record.
+            Err(status) if status.code() == Code::AlreadyExists => true,
+            Err(status) => {
+                warn!(code = ?status.code(), message = status.message(), "RecordInvitation failed; not sending");
+                false
+            }
+        }
+    }
+
+    async fn send_sms(&self, contact: &Contact, lang: &str, vars: &Vars) -> Option<Sent> {
+        let sms = self.sms.as_ref()?;
+        let body = match self.templates.sms(&contact.campaign_id, lang, vars) {
+            Ok(body) => body,
+            Err(err) => {
+                error!(cause = %err, "sms template failed; not sending");
+                return None;
+            }
+        };
+        let message = SmsMessage { to: contact.phone.clone(), body };
+        Some(match sms.client.send(&message).await {
+            SendOutcome::Sent(_) => Sent::Accepted,
+            SendOutcome::Retry { .. } => Sent::Later,
+            SendOutcome::FailedPermanent { .. } => Sent::Refused,
+            SendOutcome::Suppressed => Sent::Unsubscribed,
+        })
+    }
+
+    async fn send_email(&self, contact: &Contact, lang: &str, vars: &Vars) -> Option<Sent> {
+        let email = self.email.as_ref()?;
+        let body = match self.templates.email(&contact.campaign_id, lang, vars) {
+            Ok(body) => body,
+            Err(err) => {
+                error!(cause = %err, "email template failed; not sending");
+                return None;
+            }
+        };
+        let message = EmailMessage {
+            to: contact.email.clone(),
+            lang: lang.to_owned(),
+            body,
+            unsubscribe_url: vars.unsubscribe_link.clone(),
+        };
+        Some(match email.client.send(&message).await {
+            EmailOutcome::Sent => Sent::Accepted,
+            EmailOutcome::Retry { .. } => Sent::Later,
+            EmailOutcome::FailedPermanent { .. } => Sent::Refused,
+        })
+    }
+
+    /// Acks a sent message: with the reminder's time when the campaign has one and this was
+    /// the invitation. A reminder that would fall after the contact expires is dropped.
+    async fn ack_sent(&self, guid: &str, contact: &Contact, reminder: bool, now: Timestamp) -> Handled {
+        let days = self.campaigns.get(&contact.campaign_id).and_then(|c| c.reminder_days);
+        let remind_at = days
+            .filter(|_| !reminder)
+            .and_then(|d| now.saturating_add(SignedDuration::from_hours(24 * i64::from(d))).ok());
+        let request = AckRequest {
+            guid: guid.to_owned(),
+            outcome: AckOutcome::Sent as i32,
+            retry_at: remind_at.map(wire),
+        };
+        match self.cache.clone().ack(request).await {
+            Ok(_) => Handled::Sent,
+            Err(status) if remind_at.is_some() && status.code() == Code::InvalidArgument => {
+                info!(campaign = %contact.campaign_id, "the reminder would come after the contact expires; none planned");
+                self.ack(guid, AckOutcome::Sent, None, Handled::Sent).await
+            }
+            Err(status) => ack_failed(&status, Handled::Sent),
+        }
+    }
+
+    async fn ack(&self, guid: &str, outcome: AckOutcome, at: Option<Timestamp>, handled: Handled) -> Handled {
+        let request = AckRequest { guid: guid.to_owned(), outcome: outcome as i32, retry_at: at.map(wire) };
+        match self.cache.clone().ack(request).await {
+            Ok(_) => handled,
+            Err(status) if outcome == AckOutcome::RetryAt && status.code() == Code::InvalidArgument => {
+                // The next try would come after the contact expires: it never will.
+                info!("the contact expires before it could be tried again; giving up on it");
+                Box::pin(self.ack(guid, AckOutcome::FailedPermanent, None, Handled::FailedPermanent)).await
+            }
+            Err(status) => ack_failed(&status, handled),
+        }
+    }
+}
+
+/// A send's result, whatever the channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    Accepted,
+    Later,
+    Refused,
+    Unsubscribed,
+}
+
+fn ack_failed(status: &Status, handled: Handled) -> Handled {
+    metrics::counter!("outreach_ack_errors_total").increment(1);
+    warn!(code = ?status.code(), message = status.message(), outcome = handled.as_str(), "Ack failed");
+    if status.code() == Code::NotFound {
+        // The contact is gone (erased, expired, opted out and suppressed): nothing to redo.
+        handled
+    } else {
+        Handled::NotAcked
+    }
+}

@@ -1,0 +1,286 @@
+//! The worker loop against a real cache-server and survey-bridge (in this process, on one
+//! manual clock) and a Twilio stand-in: invitations, quiet hours, provider answers,
+//! suppression, reminders.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{
+    smtp::{SmtpOptions, SmtpSink},
+    tier::{Tier, contact},
+    twilio::error,
+};
+use jiff::SignedDuration;
+use outreach_worker::{
+    app,
+    config::{CampaignSettings, EmailSettings},
+    email::{EmailConfig, SmtpTls},
+    worker::Worker,
+};
+use proto::v1::{Channel as Preferred, GetContactRequest, LeaseDueRequest, OptOutRequest};
+use tonic::Code;
+
+/// Test phone numbers: the 613-999-01xx block used in the examples.
+const PHONE: &str = "+16139990101";
+const PHONE2: &str = "+16139990102";
+
+async fn worker(tier: &Tier, db: &str) -> Worker {
+    app::build(&tier.worker_config(db), tier.clock.clone()).await.unwrap()
+}
+
+async fn gone(tier: &Tier, guid: &str) -> bool {
+    let request = GetContactRequest { guid: guid.into() };
+    tier.client("outreach").await.get_contact(request).await.is_err_and(|s| s.code() == Code::NotFound)
+}
+
+#[tokio::test]
+async fn an_sms_invitation_carries_only_the_link_and_erases_the_contact() {
+    cache_server::telemetry::install_recorder();
+    let tier = Tier::start().await;
+    let w = worker(&tier, "w.db").await;
+    let guid = tier.put(contact(PHONE, "", "fr")).await;
+    assert_eq!(tier.answered(&guid).await, None, "not recorded before it is sent");
+
+    assert_eq!(w.run_once().await.unwrap(), 1);
+    let seen = tier.twilio.accepted_to(PHONE);
+    assert_eq!(seen.len(), 1);
+    let body = &seen[0].body;
+    let link = format!("{}/s/{guid}", tier.public_url());
+    assert!(body.contains(&link), "{body}");
+    assert!(body.contains("sondage") || body.contains("Sondage"), "French text: {body}");
+    for private in [PHONE, "prov-a1", "site-1001"] {
+        assert!(!body.contains(private), "{private} in {body}");
+    }
+    assert_eq!(seen[0].from, common::twilio::FROM);
+    // Recorded with the bridge before it was sent, and the contact erased once sent.
+    assert_eq!(tier.answered(&guid).await, Some(false));
+    assert!(gone(&tier, &guid).await);
+    assert_eq!(tier.entries().await, 0);
+    assert_eq!(w.run_once().await.unwrap(), 0);
+
+    // Counted by campaign, channel and outcome; nothing about the patient in the metrics.
+    let metrics = cache_server::telemetry::render_metrics();
+    assert!(
+        metrics.contains(r#"outreach_contacts_total{campaign="c-1",channel="sms",outcome="sent"}"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(&PHONE[2..]) && !metrics.contains(&guid), "{metrics}");
+}
+
+#[tokio::test]
+async fn quiet_hours_hold_the_message_until_the_window_opens_in_the_patients_zone() {
+    let tier = Tier::start().await;
+    let w = worker(&tier, "w.db").await;
+    // 15:00 UTC is 10:00 in Toronto but 07:00 in Vancouver.
+    let mut west = contact(PHONE, "", "en");
+    west.time_zone = "America/Vancouver".into();
+    let guid = tier.put(west).await;
+    assert_eq!(w.run_once().await.unwrap(), 1);
+    assert!(tier.twilio.seen().is_empty(), "nothing sent before 09:00 local");
+    assert_eq!(tier.answered(&guid).await, None, "nor recorded");
+    assert_eq!(tier.entries().await, 1);
+
+    // Not due again until 09:00 in Vancouver (17:00 UTC).
+    tier.clock.advance(SignedDuration::from_secs(2 * 3600 - 1));
+    assert_eq!(w.run_once().await.unwrap(), 0);
+    tier.clock.advance(SignedDuration::from_secs(1));
+    assert_eq!(w.run_once().await.unwrap(), 1);
+    assert_eq!(tier.twilio.accepted_to(PHONE).len(), 1);
+
+    // A contact pushed at 20:00 Toronto time waits for 09:00 the next morning.
+    let guid = tier.put(contact(PHONE2, "", "en")).await;
+    tier.clock.advance(SignedDuration::from_hours(8)); // 01:00 UTC, 20:00 in Toronto
+    assert_eq!(w.run_once().await.unwrap(), 1);
+    assert!(tier.twilio.accepted_to(PHONE2).is_empty());
+    tier.clock.advance(SignedDuration::from_hours(13)); // 14:00 UTC, 09:00 in Toronto
+    assert_eq!(w.run_once().await.unwrap(), 1);
+    assert_eq!(tier.twilio.accepted_to(PHONE2).len(), 1);
+    assert!(gone(&tier, &guid).await);
+}
+
+#[tokio::test]
+async fn provider_answers_429_then_success_21211_and_21610() {
+    let tier = Tier::start().await;
+    let w = worker(&tier, "w.db").await;
+    let busy = "+16139990111";
+    let bad = "+16139990112";
+    let stopped = "+16139990113";
+    tier.twilio.script(busy, [error(20429, 429)]);
+    tier.twilio.script(bad, [error(21211, 400)]);
+    tier.twilio.script(stopped, [error(21610, 400)]);
+    let g_busy = tier.put(contact(busy, "", "en")).await;
+    let g_bad = tier.put(contact(bad, "", "en")).await;
+    let g_stopped = tier.put(contact(stopped, "", "en")).await;
+    assert_eq!(w.run_once().await.unwrap(), 3);
+
+    // 429 then success: retried by the client, sent once.
+    assert_eq!(tier.twilio.accepted_to(busy).len(), 1);
+    assert_eq!(tier.twilio.seen().iter().filter(|s| s.to == busy).count(), 2);
+    // 21211 (not a valid number) and 21610 (replied STOP): nothing more to do, erased.
+    for guid in [&g_busy, &g_bad, &g_stopped] {
+        assert!(gone(&tier, guid).await);
+    }
+    assert_eq!(w.suppression.len().await.unwrap(), 1, "the STOP went on the suppression list");
+
+    // A later contact with the STOP number, another campaign: never sent.
+    let mut later = contact(stopped, "", "en");
+    later.campaign_id = "c-2".into();
+    let guid = tier.put(later).await;
+    assert_eq!(w.run_once().await.unwrap(), 1);
+    assert_eq!(tier.twilio.seen().iter().filter(|s| s.to == stopped).count(), 1);
+    assert!(gone(&tier, &guid).await);
+    assert_eq!(tier.answered(&guid).await, None, "a suppressed contact is not recorded either");
+}
+
+#[tokio::test]
+async fn a_provider_that_stays_busy_makes_the_contact_due_again_later() {
+    let tier = Tier::start().await;
+    let w = worker(&tier, "w.db").await;
+    tier.twilio.script(PHONE, (0..4).map(|_| error(20503, 503)));
+    let guid = tier.put(contact(PHONE, "", "en")).await;
+    assert_eq!(w.run_once().await.unwrap(), 1);
+    assert!(tier.twilio.accepted_to(PHONE).is_empty());
+    assert!(!gone(&tier, &guid).await);
+    tier.clock.advance(SignedDuration::from_mins(15));
+    assert_eq!(w.run_once().await.unwrap(), 1);
+    assert_eq!(tier.twilio.accepted_to(PHONE).len(), 1);
+    assert!(gone(&tier, &guid).await);
+}
+
+#[tokio::test]
+async fn an_opt_out_survives_a_worker_restart_and_blocks_a_later_contact() {
+    let tier = Tier::start().await;
+    let guid = tier.put(contact(PHONE, "", "en")).await;
+    tier.client("bridge").await.opt_out(OptOutRequest { guid: guid.clone() }).await.unwrap();
+    {
+        let w = worker(&tier, "w.db").await;
+        assert_eq!(w.run_once().await.unwrap(), 1, "handed out once, for suppression");
+        assert_eq!(w.suppression.len().await.unwrap(), 1);
+        w.suppression.close().await;
+    }
+    assert!(tier.twilio.seen().is_empty());
+    assert_eq!(tier.entries().await, 0, "erased once suppressed");
+
+    // A new worker on the same database; the same phone pushed again for a new visit.
+    let w = worker(&tier, "w.db").await;
+    let mut again = contact(PHONE, "", "fr");
+    again.campaign_id = "c-2".into();
+    let guid = tier.put(again).await;
+    assert_eq!(w.run_once().await.unwrap(), 1);
+    assert!(tier.twilio.seen().is_empty(), "never sent");
+    assert!(gone(&tier, &guid).await);
+
+    // A worker on another database knows nothing of it: the list is what blocks it.
+    let fresh = worker(&tier, "other.db").await;
+    tier.put(contact(PHONE, "", "en")).await;
+    fresh.run_once().await.unwrap();
+    assert_eq!(tier.twilio.accepted_to(PHONE).len(), 1);
+}
+
+#[tokio::test]
+async fn the_channel_is_the_preferred_one_else_the_one_available() {
+    let tier = Tier::start().await;
+    // Only SMS is configured: an email-only contact waits for a worker that has email.
+    let w = worker(&tier, "w.db").await;
+    let mut prefers_email = contact(PHONE, "someone@example.org", "en");
+    prefers_email.channel = Preferred::Email as i32;
+    let g1 = tier.put(prefers_email).await;
+    let g2 = tier.put(contact("", "nobody@example.org", "en")).await;
+    assert_eq!(w.run_once().await.unwrap(), 2);
+    assert_eq!(tier.twilio.accepted_to(PHONE).len(), 1, "email preferred but not configured: SMS");
+    assert!(gone(&tier, &g1).await);
+    assert!(!gone(&tier, &g2).await, "kept for a worker with email");
+    let due = tier.client("outreach").await.lease_due(LeaseDueRequest { max: 10, lease_seconds: 60 }).await;
+    assert!(due.unwrap().into_inner().contacts.is_empty(), "and not due again at once");
+}
+
+#[tokio::test]
+async fn a_reminder_goes_out_only_while_the_survey_is_unanswered() {
+    let tier = Tier::start().await;
+    let mut config = tier.worker_config("w.db");
+    config.campaigns.insert("c-1".into(), CampaignSettings { reminder_days: Some(3) });
+    let w = app::build(&config, tier.clock.clone()).await.unwrap();
+    let quiet = tier.put(contact(PHONE, "", "en")).await;
+    let answered = tier.put(contact(PHONE2, "", "en")).await;
+    assert_eq!(w.run_once().await.unwrap(), 2);
+    assert_eq!(tier.twilio.seen().len(), 2);
+    assert!(!gone(&tier, &quiet).await, "kept for the reminder");
+
+    // One patient unsubscribes from the link (a decline: no reminder for them).
+    let url = format!("{}/u/{answered}", tier.public_url());
+    let response = tier
+        .http()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    assert_eq!(tier.answered(&answered).await, Some(true));
+
+    tier.clock.advance(SignedDuration::from_hours(3 * 24 - 1));
+    assert_eq!(w.run_once().await.unwrap(), 0);
+    tier.clock.advance(SignedDuration::from_hours(1));
+    assert_eq!(w.run_once().await.unwrap(), 2);
+    let reminders = tier.twilio.accepted_to(PHONE);
+    assert_eq!(reminders.len(), 2, "the reminder");
+    assert!(reminders[1].body.contains(&format!("/s/{quiet}")));
+    assert_eq!(tier.twilio.accepted_to(PHONE2).len(), 1, "no reminder after an answer");
+    assert!(gone(&tier, &quiet).await && gone(&tier, &answered).await, "nothing more planned");
+}
+
+#[tokio::test]
+async fn an_email_invitation_arrives_in_french_with_the_link_and_one_click_unsubscribe() {
+    let Some(sink) = SmtpSink::start(SmtpOptions::default()) else { return };
+    let tier = Tier::start().await;
+    let mut config = tier.worker_config("w.db");
+    config.email = Some(EmailSettings {
+        smtp: EmailConfig {
+            host: "127.0.0.1".into(),
+            port: sink.port,
+            tls: SmtpTls::None,
+            username: None,
+            password: None,
+            from: "Sondage de la clinique <survey@clinic.example.org>".into(),
+            ca_file: None,
+            pool_max: 2,
+            timeout_seconds: 10,
+        },
+        per_second: 100,
+    });
+    let w = app::build(&config, tier.clock.clone()).await.unwrap();
+    let address = "patient.fr@example.org";
+    let mut c = contact(PHONE, address, "fr");
+    c.channel = Preferred::Email as i32;
+    let guid = tier.put(c).await;
+    assert_eq!(w.run_once().await.unwrap(), 1);
+
+    let mails = sink.wait_for(1).await;
+    assert_eq!(mails.len(), 1);
+    assert!(tier.twilio.seen().is_empty(), "email was preferred");
+    let mail = &mails[0];
+    let public = tier.public_url();
+    assert_eq!(mail.header("To"), Some(address));
+    assert_eq!(mail.header("Content-Language"), Some("fr"));
+    assert_eq!(mail.header("List-Unsubscribe"), Some(format!("<{public}/u/{guid}>").as_str()));
+    assert_eq!(mail.header("List-Unsubscribe-Post"), Some("List-Unsubscribe=One-Click"));
+    let text = mail.part("text/plain").unwrap();
+    let html = mail.part("text/html").unwrap();
+    assert!(text.contains(&format!("{public}/s/{guid}")), "{text}");
+    assert!(html.contains(&format!("href=\"{public}/s/{guid}\"")), "{html}");
+    assert!(html.contains("<html lang=\"fr\">"));
+    // Nothing else patient-specific: the address only in To (and the sink's envelope line),
+    // no phone, no provider, no site.
+    let without_to: String = mail
+        .raw
+        .lines()
+        .filter(|l| !l.starts_with("To:") && !l.starts_with("X-RcptTo:") && !l.starts_with("X-Peer"))
+        .collect();
+    for private in [address, PHONE, &PHONE[2..], "prov-a1", "site-1001"] {
+        assert!(!without_to.contains(private), "{private} in the message");
+        assert!(!text.contains(private) && !html.contains(private), "{private} in the body");
+    }
+    assert!(gone(&tier, &guid).await);
+    assert_eq!(tier.answered(&guid).await, Some(false), "recorded with the bridge");
+}
