@@ -12,10 +12,10 @@ use crate::{
     clients,
     config::WorkerConfig,
     email::Mailer,
-    sms::SmsClient,
+    sms::{SmsClient, SmsOutbox},
     suppression::{Suppression, SuppressionKey},
     templates::Templates,
-    worker::{Outlet, Worker},
+    worker::{Outlet, SmsSender, Worker},
 };
 
 /// Why the worker could not start.
@@ -49,11 +49,20 @@ pub async fn build(config: &WorkerConfig, clock: Clock) -> Result<Worker, StartE
     }
     let sms = match &config.sms {
         Some(settings) => {
-            let http = reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .build()
-                .map_err(|e| setup("sms", e))?;
-            Some(Outlet::new(SmsClient::new(http, settings.client_config()?), settings.per_second))
+            let sender = match &settings.outbox {
+                Some(path) => {
+                    warn!(path = %path.display(), "SMS go to a local file outbox, not to a provider: development only, the file holds phone numbers");
+                    SmsSender::Outbox(SmsOutbox::new(path.clone()))
+                }
+                None => {
+                    let http = reqwest::Client::builder()
+                        .timeout(std::time::Duration::from_secs(30))
+                        .build()
+                        .map_err(|e| setup("sms", e))?;
+                    SmsSender::Api(SmsClient::new(http, settings.client_config()?))
+                }
+            };
+            Some(Outlet::new(sender, settings.per_second))
         }
         None => None,
     };
@@ -71,7 +80,12 @@ pub async fn build(config: &WorkerConfig, clock: Clock) -> Result<Worker, StartE
         templates,
         sms,
         email,
-        window: config.window()?,
+        window: if config.quiet_hours.enabled {
+            Some(config.window()?)
+        } else {
+            warn!("quiet hours are off: messages go out at any hour (local demonstration only)");
+            None
+        },
         default_time_zone: TimeZone::get(&config.quiet_hours.default_time_zone)
             .map_err(|e| setup("quiet_hours.default_time_zone", e))?,
         public_url,

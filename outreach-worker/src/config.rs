@@ -143,6 +143,8 @@ impl Default for LoopConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct QuietHoursConfig {
+    /// Whether messages wait for the window at all. Off only for a local demonstration.
+    pub enabled: bool,
     /// The window opens, patient's local time, `HH:MM`.
     pub start: String,
     /// The window closes (not included), `HH:MM`.
@@ -154,6 +156,7 @@ pub struct QuietHoursConfig {
 impl Default for QuietHoursConfig {
     fn default() -> Self {
         QuietHoursConfig {
+            enabled: true,
             start: "09:00".into(),
             end: "20:00".into(),
             default_time_zone: "America/Toronto".into(),
@@ -187,6 +190,10 @@ pub struct SmsSettings {
     pub base_delay_ms: u64,
     /// The longest wait between two attempts.
     pub max_delay_ms: u64,
+    /// Local development only: append each SMS as a JSON line to this file (created
+    /// owner-only) instead of sending it. The file holds phone numbers; never set it on a
+    /// real deployment. The account settings are not needed then.
+    pub outbox: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for SmsSettings {
@@ -198,6 +205,7 @@ impl std::fmt::Debug for SmsSettings {
             .field("from", &self.from)
             .field("messaging_service_sid", &self.messaging_service_sid)
             .field("per_second", &self.per_second)
+            .field("outbox", &self.outbox)
             .finish_non_exhaustive()
     }
 }
@@ -215,6 +223,7 @@ impl Default for SmsSettings {
             max_attempts: retry.max_attempts,
             base_delay_ms: retry.base_delay.as_millis() as u64,
             max_delay_ms: retry.max_delay.as_millis() as u64,
+            outbox: None,
         }
     }
 }
@@ -342,11 +351,11 @@ impl WorkerConfig {
         if jiff::tz::TimeZone::get(&self.quiet_hours.default_time_zone).is_err() {
             return Err(ConfigError::new("quiet_hours.default_time_zone: is not a known IANA time zone"));
         }
-        if let Some(sms) = &self.sms {
+        if let Some(sms) = self.sms.as_ref().filter(|s| s.outbox.is_none()) {
             sms.client_config()?;
-            if sms.per_second == 0 {
-                return Err(ConfigError::new("sms.per_second: must be at least 1"));
-            }
+        }
+        if self.sms.as_ref().is_some_and(|s| s.per_second == 0) {
+            return Err(ConfigError::new("sms.per_second: must be at least 1"));
         }
         if self.email.as_ref().is_some_and(|e| e.per_second == 0) {
             return Err(ConfigError::new("email.per_second: must be at least 1"));

@@ -10,6 +10,7 @@
 //!
 //! Neither the phone number nor the body ever appears in an outcome, an error or a log line.
 
+mod outbox;
 mod segments;
 
 use std::time::Duration;
@@ -19,6 +20,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use tracing::{debug, warn};
 
+pub use outbox::SmsOutbox;
 pub use segments::{Encoding, segments};
 
 /// The account and endpoint SMS are sent through.

@@ -38,7 +38,7 @@ use crate::{
     config::{CampaignSettings, LoopConfig, Window},
     email::{EmailMessage, EmailOutcome, Mailer},
     quiet,
-    sms::{SendOutcome, SmsClient, SmsMessage},
+    sms::{SendOutcome, SmsClient, SmsMessage, SmsOutbox},
     suppression::{ContactKeys, Suppression},
     templates::{Templates, Vars},
 };
@@ -123,6 +123,25 @@ impl<T> Outlet<T> {
     }
 }
 
+/// Where SMS go.
+#[derive(Debug)]
+pub enum SmsSender {
+    /// The provider's REST API.
+    Api(SmsClient),
+    /// A local file, for development only.
+    Outbox(SmsOutbox),
+}
+
+impl SmsSender {
+    /// Sends `message` (or writes it to the outbox).
+    pub async fn send(&self, message: &SmsMessage) -> SendOutcome {
+        match self {
+            SmsSender::Api(client) => client.send(message).await,
+            SmsSender::Outbox(outbox) => outbox.send(message).await,
+        }
+    }
+}
+
 /// Everything the loop works with.
 #[derive(Debug)]
 pub struct Worker {
@@ -135,11 +154,11 @@ pub struct Worker {
     /// Message templates.
     pub templates: Templates,
     /// SMS, when configured.
-    pub sms: Option<Outlet<SmsClient>>,
+    pub sms: Option<Outlet<SmsSender>>,
     /// Email, when configured.
     pub email: Option<Outlet<Mailer>>,
-    /// Quiet hours.
-    pub window: Window,
+    /// Quiet hours; none when they are switched off.
+    pub window: Option<Window>,
     /// The zone for contacts whose own is unknown here.
     pub default_time_zone: TimeZone,
     /// The bridge's public address, without a trailing slash.
@@ -261,7 +280,7 @@ impl Worker {
             return (None, self.ack(&due.guid, AckOutcome::RetryAt, Some(at), Handled::NoChannel).await);
         };
         let tz = quiet::time_zone(&contact.time_zone, &self.default_time_zone);
-        if let Some(opening) = self.window.next_opening(now, &tz) {
+        if let Some(opening) = self.window.as_ref().and_then(|w| w.next_opening(now, &tz)) {
             let handled = self.ack(&due.guid, AckOutcome::RetryAt, Some(opening), Handled::QuietHours).await;
             return (Some(medium), handled);
         }

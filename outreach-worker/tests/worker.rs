@@ -284,3 +284,23 @@ async fn an_email_invitation_arrives_in_french_with_the_link_and_one_click_unsub
     assert!(gone(&tier, &guid).await);
     assert_eq!(tier.answered(&guid).await, Some(false), "recorded with the bridge");
 }
+
+#[tokio::test]
+async fn without_quiet_hours_and_with_the_local_outbox_sms_go_to_a_file_at_any_hour() {
+    let tier = Tier::start().await;
+    let mut config = tier.worker_config("w.db");
+    config.quiet_hours.enabled = false;
+    let outbox = tier.path("sms-outbox.jsonl");
+    if let Some(sms) = config.sms.as_mut() {
+        sms.outbox = Some(outbox.clone());
+        sms.account_sid.clear();
+    }
+    let w = app::build(&config, tier.clock.clone()).await.unwrap();
+    tier.clock.advance(SignedDuration::from_hours(10)); // 01:00 UTC, 20:00 in Toronto
+    let guid = tier.put(contact(PHONE, "", "en")).await;
+    assert_eq!(w.run_once().await.unwrap(), 1);
+    assert!(tier.twilio.seen().is_empty(), "nothing to the provider");
+    let text = std::fs::read_to_string(&outbox).unwrap();
+    assert!(text.contains(PHONE) && text.contains(&format!("/s/{guid}")), "{text}");
+    assert!(gone(&tier, &guid).await);
+}
