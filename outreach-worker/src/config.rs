@@ -131,11 +131,23 @@ pub struct LoopConfig {
     /// Minutes before a message the provider could not take now (429, 5xx, 4xx SMTP, a
     /// connection failure) is tried again.
     pub retry_minutes: u32,
+    /// Days after sending that the worker remembers which suppression entries (HMACs of the
+    /// phone and email) belong to a message's GUID, so that an opt-out the bridge reports
+    /// after the cache erased the contact still suppresses it. The bridge's link works for
+    /// its `link_valid_days` (30) after sending: keep this at least one more.
+    pub remember_days: u32,
 }
 
 impl Default for LoopConfig {
     fn default() -> Self {
-        LoopConfig { batch: 50, lease_seconds: 300, concurrency: 8, poll_seconds: 5, retry_minutes: 15 }
+        LoopConfig {
+            batch: 50,
+            lease_seconds: 300,
+            concurrency: 8,
+            poll_seconds: 5,
+            retry_minutes: 15,
+            remember_days: 31,
+        }
     }
 }
 
@@ -347,6 +359,9 @@ impl WorkerConfig {
         if w.poll_seconds == 0 || w.retry_minutes == 0 {
             return Err(ConfigError::new("worker.poll_seconds and worker.retry_minutes: must be at least 1"));
         }
+        if w.remember_days == 0 || w.remember_days > 366 {
+            return Err(ConfigError::new("worker.remember_days: must be from 1 to 366"));
+        }
         self.window()?;
         if jiff::tz::TimeZone::get(&self.quiet_hours.default_time_zone).is_err() {
             return Err(ConfigError::new("quiet_hours.default_time_zone: is not a known IANA time zone"));
@@ -417,6 +432,7 @@ mod tests {
             ("quiet_hours.default_time_zone", "Mars/Olympus", "default_time_zone"),
             ("worker.batch", "0", "worker.batch"),
             ("worker.lease_seconds", "7200", "worker.lease_seconds"),
+            ("worker.remember_days", "0", "worker.remember_days"),
             ("sms.base_url", "http://example.org", "sms.base_url"),
             ("sms.messaging_service_sid", "MG1", "messaging_service_sid"),
             ("sms.from", "613-999-0100", "sms.from"),
@@ -440,6 +456,7 @@ mod tests {
         assert_eq!(email.per_second, 5);
         assert_eq!(email.smtp.port, 587);
         assert_eq!(config.worker.lease_seconds, 300);
+        assert_eq!(config.worker.remember_days, 31);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!   send, Ack;
 //! - [`app`]: building the worker from its [`config`] and running it until shutdown;
 //! - [`suppression`]: the suppression list, as HMACs of phones and emails, in the worker's
-//!   own database;
+//!   own database, and the contacts of sent messages remembered by GUID ([`suppression::sent`]);
+//! - [`opt_outs`]: opt-outs reported by the bridge after the cache erased the contact;
 //! - [`sms`]: the SMS client for the Twilio Messages wire format, with retries, outcome
 //!   classification and segment counting;
 //! - [`email`]: email over SMTP, with one-click unsubscribe headers;
@@ -17,6 +18,7 @@ pub mod app;
 pub mod clients;
 pub mod config;
 pub mod email;
+pub mod opt_outs;
 pub mod quiet;
 pub mod sms;
 pub mod suppression;

@@ -5,6 +5,11 @@
 //! of the normalised value tagged by its kind (`phone:+16139990100`, `email:a@b.example`).
 //! A contact is suppressed when its phone or its email matches an entry, so an opt-out
 //! given for one contact also blocks a later contact that shares either.
+//!
+//! The same database remembers, for each message sent, which entries belong to its GUID
+//! ([`sent`]: `sent_contacts`, keyed by an HMAC of the GUID), for as long as its link
+//! works: an opt-out that comes after the cache has erased the contact is suppressed from
+//! there.
 
 use std::path::Path;
 
@@ -12,6 +17,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use sqlx::{AnyPool, any::AnyPoolOptions};
 use zeroize::Zeroizing;
+
+pub mod sent;
 
 /// The embedded migrations (`outreach-worker/migrations`).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -70,6 +77,12 @@ impl SuppressionKey {
         hex::encode(mac.finalize().into_bytes())
     }
 
+    /// The key under which a GUID's sent contact is remembered, in hex: the GUID in text
+    /// form, trimmed and lower-cased, tagged `guid:`.
+    fn guid_entry(&self, guid: &str) -> String {
+        self.entry(Kind::Guid, &guid.trim().to_ascii_lowercase())
+    }
+
     /// The entries for a contact's phone and email, those present.
     fn entries(&self, phone: Option<&str>, email: Option<&str>) -> Vec<String> {
         let mut out = Vec::with_capacity(2);
@@ -87,6 +100,8 @@ impl SuppressionKey {
 enum Kind {
     Phone,
     Email,
+    /// Not a suppression entry: the key of a remembered sent contact.
+    Guid,
 }
 
 impl Kind {
@@ -94,6 +109,7 @@ impl Kind {
         match self {
             Kind::Phone => "phone:",
             Kind::Email => "email:",
+            Kind::Guid => "guid:",
         }
     }
 }
@@ -229,6 +245,8 @@ mod tests {
     fn kind_is_part_of_the_entry() {
         let k = key();
         assert_ne!(k.entry(Kind::Phone, "x"), k.entry(Kind::Email, "x"));
+        assert_ne!(k.entry(Kind::Phone, "x"), k.entry(Kind::Guid, "x"));
+        assert_ne!(k.entry(Kind::Email, "x"), k.entry(Kind::Guid, "x"));
         let other = SuppressionKey::from_bytes([8; 32]);
         assert_ne!(k.entry(Kind::Phone, "+1"), other.entry(Kind::Phone, "+1"));
     }

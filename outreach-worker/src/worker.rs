@@ -3,8 +3,10 @@
 //! For an invitation: the suppression list first; for a reminder, whether the survey is still
 //! unanswered; then the channel (the one the patient prefers, else the one available); quiet
 //! hours in the patient's time zone (outside them, RETRY_AT the next opening); the
-//! per-channel rate limit; the ledger's `RecordInvitation` *before* sending; the message; the
-//! Ack. Suppression work (a patient who opted out) is added to the suppression list and acked.
+//! per-channel rate limit; the ledger's `RecordInvitation` *before* sending; the message;
+//! remembering the contact by GUID for a later opt-out ([`crate::opt_outs`]); the Ack.
+//! Suppression work (a patient who opted out) is added to the suppression list and acked.
+//! Before each batch, the opt-outs the bridge has for the worker are handled.
 //!
 //! When anything this worker depends on fails (its database, the ledger, an Ack), the
 //! contact is not acked: its lease runs out and it is handed out again. A message may then
@@ -175,7 +177,8 @@ fn non_empty(s: &str) -> Option<&str> {
     Some(s).filter(|s| !s.is_empty())
 }
 
-fn keys(contact: &Contact) -> ContactKeys {
+/// The phone and email of `contact`, those present.
+pub(crate) fn keys(contact: &Contact) -> ContactKeys {
     ContactKeys {
         phone: non_empty(&contact.phone).map(str::to_owned),
         email: non_empty(&contact.email).map(str::to_owned),
@@ -187,8 +190,11 @@ fn wire(t: Timestamp) -> prost_types::Timestamp {
 }
 
 impl Worker {
-    /// Leases one batch and handles it; returns how many contacts came.
+    /// Brings the suppression list up to date with the bridge's opt-outs
+    /// ([`Worker::sync_opt_outs`]; a failure is logged and tried again next time), then
+    /// leases one batch and handles it; returns how many contacts came.
     pub async fn run_once(&self) -> Result<usize, Status> {
+        self.sync_opt_outs_or_warn().await;
         let request =
             LeaseDueRequest { max: self.settings.batch, lease_seconds: self.settings.lease_seconds };
         let due = self.cache.clone().lease_due(request).await?.into_inner().contacts;
@@ -343,7 +349,10 @@ impl Worker {
         };
         let Some(sent) = sent else { return Handled::NotAcked };
         match sent {
-            Sent::Accepted => self.ack_sent(&due.guid, contact, reminder, now).await,
+            Sent::Accepted => {
+                self.remember_sent(&due.guid, contact, now).await;
+                self.ack_sent(&due.guid, contact, reminder, now).await
+            }
             Sent::Later => {
                 let at = now
                     .saturating_add(SignedDuration::from_mins(i64::from(self.settings.retry_minutes)))

@@ -1,6 +1,6 @@
 //! The worker loop against a real cache-server and survey-bridge (in this process, on one
 //! manual clock) and a Twilio stand-in: invitations, quiet hours, provider answers,
-//! suppression, reminders.
+//! suppression, reminders, opt-outs that come after the cache erased the contact.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -17,7 +17,10 @@ use outreach_worker::{
     email::{EmailConfig, SmtpTls},
     worker::Worker,
 };
-use proto::v1::{Channel as Preferred, GetContactRequest, LeaseDueRequest, OptOutRequest};
+use proto::{
+    ledger::PendingOptOutsRequest,
+    v1::{Channel as Preferred, GetContactRequest, LeaseDueRequest, OptOutRequest},
+};
 use tonic::Code;
 
 /// Test phone numbers: the 613-999-01xx block used in the examples.
@@ -31,6 +34,43 @@ async fn worker(tier: &Tier, db: &str) -> Worker {
 async fn gone(tier: &Tier, guid: &str) -> bool {
     let request = GetContactRequest { guid: guid.into() };
     tier.client("outreach").await.get_contact(request).await.is_err_and(|s| s.code() == Code::NotFound)
+}
+
+/// The patient unsubscribes from `guid` with the RFC 8058 one-click POST.
+async fn unsubscribe(tier: &Tier, guid: &str) {
+    let response = tier
+        .http()
+        .post(format!("{}/u/{guid}", tier.public_url()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+}
+
+/// The patient opens the link of `guid` and declines on the consent page.
+async fn decline(tier: &Tier, guid: &str) {
+    let http = tier.http();
+    let url = format!("{}/s/{guid}", tier.public_url());
+    let page = http.get(&url).send().await.unwrap().text().await.unwrap();
+    let at = page.find("name=\"csrf\"").expect("a csrf field");
+    let window = &page[at.saturating_sub(200)..(at + 200).min(page.len())];
+    let value = window.split("value=\"").nth(1).unwrap();
+    let csrf = &value[..value.find('"').unwrap()];
+    let response = http
+        .post(format!("{url}/consent"))
+        .form(&[("csrf", csrf), ("choice", "decline")])
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+}
+
+/// The opt-outs the bridge holds for the worker.
+async fn pending_opt_outs(tier: &Tier) -> Vec<String> {
+    let request = PendingOptOutsRequest { max: 500 };
+    tier.ledger().await.pending_opt_outs(request).await.unwrap().into_inner().guids
 }
 
 #[tokio::test]
@@ -303,4 +343,103 @@ async fn without_quiet_hours_and_with_the_local_outbox_sms_go_to_a_file_at_any_h
     let text = std::fs::read_to_string(&outbox).unwrap();
     assert!(text.contains(PHONE) && text.contains(&format!("/s/{guid}")), "{text}");
     assert!(gone(&tier, &guid).await);
+}
+
+#[tokio::test]
+async fn a_decline_after_sending_blocks_the_same_patient_later() {
+    cache_server::telemetry::install_recorder();
+    let tier = Tier::start().await;
+    let w = worker(&tier, "w.db").await;
+    let sms_only = tier.put(contact(PHONE, "", "en")).await;
+    let address = "ana.patient@example.org";
+    let both = tier.put(contact(PHONE2, address, "en")).await;
+    assert_eq!(w.run_once().await.unwrap(), 2);
+    assert_eq!(tier.twilio.accepted_to(PHONE).len(), 1);
+    assert_eq!(tier.twilio.accepted_to(PHONE2).len(), 1, "SMS first for CHANNEL_ANY");
+    // Sent and erased: the cache has nothing left to hand out for suppression.
+    assert!(gone(&tier, &sms_only).await && gone(&tier, &both).await);
+    assert_eq!(w.suppression.sent_len().await.unwrap(), 2, "remembered by GUID");
+    assert!(w.suppression.is_empty().await.unwrap());
+
+    // The next day one patient declines on the consent page, the other unsubscribes.
+    tier.clock.advance(SignedDuration::from_hours(24));
+    decline(&tier, &sms_only).await;
+    tier.clock.advance(SignedDuration::from_mins(1));
+    unsubscribe(&tier, &both).await;
+    assert_eq!(pending_opt_outs(&tier).await, [sms_only.clone(), both.clone()]);
+
+    // The worker picks them up before its next batch.
+    assert_eq!(w.run_once().await.unwrap(), 0);
+    assert!(pending_opt_outs(&tier).await.is_empty(), "confirmed");
+    assert_eq!(w.suppression.sent_len().await.unwrap(), 0, "nothing kept once suppressed");
+    assert_eq!(w.suppression.len().await.unwrap(), 3, "two phones and an email");
+    assert!(w.suppression.is_suppressed(Some(PHONE), None).await.unwrap());
+    assert!(w.suppression.is_suppressed(None, Some(address)).await.unwrap());
+    assert_eq!(w.sync_opt_outs().await.unwrap(), 0, "nothing more to do");
+
+    // Later visits, another campaign: the same phone; the same email, alone, written
+    // otherwise. Neither is sent anything nor recorded; both are erased.
+    let mut again = contact(PHONE, "", "fr");
+    again.campaign_id = "c-2".into();
+    let by_phone = tier.put(again).await;
+    let mut again = contact("", &address.to_uppercase(), "en");
+    again.campaign_id = "c-2".into();
+    let by_email = tier.put(again).await;
+    assert_eq!(w.run_once().await.unwrap(), 2);
+    assert_eq!(tier.twilio.seen().len(), 2, "nothing more sent");
+    for guid in [&by_phone, &by_email] {
+        assert!(gone(&tier, guid).await, "acked SUPPRESSED, not left waiting for a channel");
+        assert_eq!(tier.answered(guid).await, None);
+    }
+
+    let metrics = cache_server::telemetry::render_metrics();
+    assert!(metrics.contains(r#"outreach_opt_outs_total{result="suppressed"}"#), "{metrics}");
+    assert!(!metrics.contains(&sms_only) && !metrics.contains(&PHONE[2..]), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_sent_contact_is_remembered_only_as_hmacs_and_only_for_remember_days() {
+    let tier = Tier::start().await;
+    let mut config = tier.worker_config("w.db");
+    config.worker.remember_days = 2;
+    let w = app::build(&config, tier.clock.clone()).await.unwrap();
+    let address = "bo.patient@example.org";
+    let guid = tier.put(contact(PHONE, address, "en")).await;
+    assert_eq!(w.run_once().await.unwrap(), 1);
+    assert_eq!(w.suppression.sent_len().await.unwrap(), 1);
+
+    // On disk (the database and its journal): no phone, no email, no GUID in any form.
+    let simple = guid.replace('-', "");
+    let raw = uuid::Uuid::parse_str(&guid).unwrap().into_bytes();
+    let mut files = 0;
+    for entry in std::fs::read_dir(tier.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.file_name().unwrap().to_string_lossy().starts_with("w.db") {
+            continue;
+        }
+        files += 1;
+        let bytes = std::fs::read(&path).unwrap();
+        let text = String::from_utf8_lossy(&bytes).to_lowercase();
+        for secret in [&PHONE[2..], address, "bo.patient", &guid, &simple] {
+            assert!(!text.contains(secret), "{secret} in {}", path.display());
+        }
+        assert!(!bytes.windows(16).any(|w| w == raw), "the GUID's bytes in {}", path.display());
+    }
+    assert!(files >= 1);
+
+    // Still remembered the day before remember_days run out; forgotten when they have.
+    tier.clock.advance(SignedDuration::from_hours(24));
+    w.sync_opt_outs().await.unwrap();
+    assert_eq!(w.suppression.sent_len().await.unwrap(), 1);
+    tier.clock.advance(SignedDuration::from_hours(24));
+    // A decline after that (the link still works) suppresses nothing: the worker no
+    // longer knows whom the GUID reached. It is confirmed all the same.
+    unsubscribe(&tier, &guid).await;
+    assert_eq!(w.sync_opt_outs().await.unwrap(), 1);
+    assert_eq!(w.suppression.sent_len().await.unwrap(), 0);
+    assert!(w.suppression.is_empty().await.unwrap());
+    assert!(pending_opt_outs(&tier).await.is_empty());
+    tier.put(contact(PHONE, "", "en")).await;
+    assert_eq!(w.run_once().await.unwrap(), 1);
+    assert_eq!(tier.twilio.accepted_to(PHONE).len(), 2);
 }

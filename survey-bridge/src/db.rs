@@ -4,9 +4,15 @@
 //! A GUID is only ever stored as its HMAC. An answer is only ever stored as one more count
 //! in `answer_counts`, keyed by site, provider, campaign, month, question and answer: no row
 //! links an answer to a GUID, and no time finer than the month is kept.
+//!
+//! Two queues hold raw GUIDs of opt-outs, beside nothing else: the outbox for the cache's
+//! `OptOut`, and the outreach worker's queue ([`Db::worker_opt_outs`], in
+//! `db/worker_opt_outs.rs`).
 
 use jiff::Timestamp;
 use sqlx::{AnyPool, Row, any::AnyPoolOptions};
+
+mod worker_opt_outs;
 
 /// The embedded migrations (`survey-bridge/migrations`).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -437,7 +443,8 @@ async fn claim(
     Ok(if changed == 1 { Ok(inv) } else { Err(Outcome::AlreadyUsed) })
 }
 
-/// Queues `guid` for the cache's `OptOut`; queuing it again while it waits changes nothing.
+/// Queues `guid` for the cache's `OptOut` and for the outreach worker (`PendingOptOuts`);
+/// queuing it again while it waits changes nothing.
 async fn queue_opt_out(tx: &mut sqlx::AnyConnection, guid: &str, now: Timestamp) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO opt_out_outbox (guid, attempts, next_attempt_at) VALUES ($1, 0, $2) \
@@ -447,7 +454,7 @@ async fn queue_opt_out(tx: &mut sqlx::AnyConnection, guid: &str, now: Timestamp)
     .bind(now.as_second())
     .execute(&mut *tx)
     .await?;
-    Ok(())
+    worker_opt_outs::queue(tx, guid, now).await
 }
 
 /// A count kept per period.

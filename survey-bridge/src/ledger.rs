@@ -1,7 +1,8 @@
 //! The invitation ledger over gRPC: `surveybridge.v1.InvitationLedger`, for the outreach
 //! worker only (client certificate `spiffe://contactcache/outreach`). `RecordInvitation`
 //! records an invitation before it is sent; `InvitationAnswered` tells whether a reminder
-//! would be pointless.
+//! would be pointless; `PendingOptOuts` and `ConfirmOptOuts` hand the worker the GUIDs of
+//! opt-outs, so that it can suppress a contact the cache has already erased.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -15,7 +16,8 @@ use cache_server::{
 };
 use jiff::{SignedDuration, Timestamp};
 use proto::ledger::{
-    InvitationAnsweredRequest, InvitationAnsweredResponse, InvitationChannel, RecordInvitationRequest,
+    ConfirmOptOutsRequest, ConfirmOptOutsResponse, InvitationAnsweredRequest, InvitationAnsweredResponse,
+    InvitationChannel, PendingOptOutsRequest, PendingOptOutsResponse, RecordInvitationRequest,
     RecordInvitationResponse, invitation_ledger_server::InvitationLedger,
 };
 use tonic::{Request, Response, Status};
@@ -40,6 +42,9 @@ pub struct Ledger {
     /// Days a link works.
     pub link_valid_days: u32,
 }
+
+/// The most GUIDs one `PendingOptOuts` or `ConfirmOptOuts` call carries.
+pub const MAX_OPT_OUTS: u32 = 500;
 
 fn invalid(field: &'static str, message: &'static str) -> Status {
     cache_server::error::invalid(&FieldError { field, message })
@@ -184,6 +189,70 @@ impl InvitationLedger for Ledger {
         };
         let mut event = Event::new("INVITATION_ANSWERED_CHECKED", outcome, actor);
         event.guid = Some(&guid);
+        self.audit(event)?;
+        answer.map(Response::new)
+    }
+
+    async fn pending_opt_outs(
+        &self,
+        request: Request<PendingOptOutsRequest>,
+    ) -> Result<Response<PendingOptOutsResponse>, Status> {
+        let (caller, addr) = self.outreach_caller(&request, "PendingOptOuts")?;
+        let actor = Actor::Caller(&caller, addr);
+        let max = request.get_ref().max;
+        if !(1..=MAX_OPT_OUTS).contains(&max) {
+            self.audit(Event::new("WORKER_OPT_OUTS_READ", "invalid_argument", actor))?;
+            return Err(invalid("max", "must be from 1 to 500"));
+        }
+        // Those the worker could no longer use go first: a cheap DELETE on an index.
+        let forgotten = self.db.forget_worker_opt_outs(self.clock.now(), self.link_valid_days).await;
+        let result = match forgotten {
+            Ok(_) => self.db.worker_opt_outs(i64::from(max)).await,
+            Err(err) => Err(err),
+        };
+        let (outcome, count, answer) = match result {
+            Ok(guids) => ("ok", Some(guids.len() as u64), Ok(PendingOptOutsResponse { guids })),
+            Err(err) => {
+                error!(cause = %err, "worker opt-out queue unreadable");
+                ("internal", None, Err(Status::internal("internal error")))
+            }
+        };
+        let mut event = Event::new("WORKER_OPT_OUTS_READ", outcome, actor);
+        event.count = count;
+        self.audit(event)?;
+        answer.map(Response::new)
+    }
+
+    async fn confirm_opt_outs(
+        &self,
+        request: Request<ConfirmOptOutsRequest>,
+    ) -> Result<Response<ConfirmOptOutsResponse>, Status> {
+        let (caller, addr) = self.outreach_caller(&request, "ConfirmOptOuts")?;
+        let actor = Actor::Caller(&caller, addr);
+        let given = &request.get_ref().guids;
+        // Stored as the pages wrote them: the canonical text form of a parsed GUID.
+        let guids: Option<Vec<String>> =
+            given.iter().map(|g| g.parse::<Guid>().ok().map(|g| g.to_string())).collect();
+        let guids = match guids {
+            Some(guids) if guids.len() <= MAX_OPT_OUTS as usize => guids,
+            Some(_) => {
+                self.audit(Event::new("WORKER_OPT_OUTS_CONFIRMED", "invalid_argument", actor))?;
+                return Err(invalid("guids", "must hold at most 500 GUIDs"));
+            }
+            None => {
+                self.audit(Event::new("WORKER_OPT_OUTS_CONFIRMED", "invalid_argument", actor))?;
+                return Err(invalid("guids", "each must be a UUID in text form"));
+            }
+        };
+        let (outcome, count, answer) = match self.db.confirm_worker_opt_outs(&guids).await {
+            Ok(deleted) => ("ok", Some(deleted), Ok(ConfirmOptOutsResponse {})),
+            Err(err) => {
+                error!(cause = %err, "worker opt-out queue unwritable");
+                ("internal", None, Err(Status::internal("internal error")))
+            }
+        };
+        let mut event = Event::new("WORKER_OPT_OUTS_CONFIRMED", outcome, actor);
+        event.count = count;
         self.audit(event)?;
         answer.map(Response::new)
     }

@@ -4,6 +4,9 @@
 //! The queue is a table, so an opt-out survives restarts and a cache that is down: a failed
 //! delivery is retried with a capped exponential backoff. NOT_FOUND counts as delivered: the
 //! contact is already gone from the cache, which is all an opt-out could ask.
+//!
+//! The same loop also forgets the GUIDs that waited for the outreach worker longer than it
+//! could use them (`link_valid_days` + 1 days), so they go even when no worker asks.
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -57,6 +60,8 @@ pub struct Outbox {
     pub retry: SignedDuration,
     /// Woken when a decline queues something.
     pub wake: Arc<Notify>,
+    /// Days a link works: the worker's queue of opt-outs is kept one day longer.
+    pub link_valid_days: u32,
 }
 
 impl Outbox {
@@ -64,6 +69,9 @@ impl Outbox {
     pub async fn run(self, tick: Duration, mut stop: watch::Receiver<bool>) {
         loop {
             self.deliver_due().await;
+            if let Err(err) = self.db.forget_worker_opt_outs(self.clock.now(), self.link_valid_days).await {
+                warn!(cause = %err, "cannot forget old opt-outs queued for the worker");
+            }
             tokio::select! {
                 _ = tokio::time::sleep(tick) => {}
                 _ = self.wake.notified() => {}

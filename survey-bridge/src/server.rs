@@ -146,6 +146,7 @@ pub async fn run(
         audit: audit.clone(),
         retry,
         wake: wake.clone(),
+        link_valid_days: config.link_valid_days,
     };
     let outbox_task = tokio::spawn(outbox.run(Duration::from_secs(retry_seconds), stop_rx.clone()));
 
