@@ -7,6 +7,9 @@
 #![allow(clippy::unwrap_used)]
 
 #[allow(dead_code, clippy::unwrap_used)]
+#[path = "../survey-bridge/tests/common/browser.rs"]
+mod browser;
+#[allow(dead_code, clippy::unwrap_used)]
 #[path = "../outreach-worker/tests/common/smtp.rs"]
 mod smtp;
 #[allow(dead_code, clippy::unwrap_used)]
@@ -21,6 +24,38 @@ use std::{
 use tier_tests::{
     Daemon, csrf, files_under, free_port, https_client, metric, run, wait_for_port, wait_until,
 };
+
+/// What the bridge's browser helper needs of a bridge: where its certificate is.
+#[derive(Debug)]
+pub struct Bridge {
+    pki: PathBuf,
+}
+
+impl Bridge {
+    /// A file in the PKI folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.pki.join(name)
+    }
+}
+
+/// Answers the survey of `guid` in headless Chromium, as a patient on a phone would: the
+/// consent page, agree, three answers ticked, send, the thank-you page.
+async fn answer_in_chromium(chromium: &browser::Chromium, public: &str, guid: &str) {
+    let consent = chromium.open(&format!("{public}/s/{guid}")).await;
+    assert_eq!(consent.status, 200);
+    consent.check_privacy_headers();
+    let survey = chromium.click_through("button[value=agree]").await;
+    assert_eq!(survey.status, 200);
+    assert!(survey.path().starts_with(&format!("/s/{guid}/survey")), "{}", survey.path());
+    for id in ["overall-9", "listened-always", "next_steps-yes"] {
+        chromium.click(&format!("label[for=\"{id}\"]")).await;
+    }
+    assert_eq!(chromium.count("form:invalid").await, 0);
+    let thanks = chromium.click_through("button[type=submit]").await;
+    assert_eq!(thanks.status, 200);
+    assert_eq!(thanks.path(), format!("/s/{guid}/survey"));
+    assert_eq!(chromium.cookies().await, Vec::<String>::new(), "no cookies");
+}
 
 /// One row of the sample appointments.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -382,6 +417,11 @@ filter = "outreach_worker=debug,info"
     let decliner = &rows[0];
     assert_eq!(decliner.row_id, "R00001");
     decline(&http, &public, &guid_of["R00001"]).await;
+    let chromium = if browser::chromium_present() {
+        Some(browser::Chromium::launch(&Bridge { pki: pki.clone() }).await)
+    } else {
+        None
+    };
     let prov_a1: Vec<&Row> = first
         .iter()
         .map(|&i| &rows[i])
@@ -392,9 +432,20 @@ filter = "outreach_worker=debug,info"
         if row.row_id == "R00001" || n % 4 == 3 {
             continue; // some never answer
         }
+        if n < 2 && chromium.is_some() {
+            continue; // these two answer in the browser, below
+        }
         let listened = if n % 7 == 0 { "rarely" } else { "always" };
         answer(&http, &public, &guid_of[&row.row_id], 6 + (n % 5) as u32, listened).await;
         answered += 1;
+    }
+    if let Some(chromium) = chromium {
+        for row in prov_a1.iter().take(2) {
+            assert_ne!(row.row_id, "R00001", "the decliner is not among the first two");
+            answer_in_chromium(&chromium, &public, &guid_of[&row.row_id]).await;
+            answered += 1;
+        }
+        chromium.close().await;
     }
     assert!(answered >= 5, "enough answers for a report ({answered})");
 
