@@ -24,10 +24,11 @@ if ! /usr/bin/python3 -c "import aiosmtpd" 2>/dev/null; then
   exit 69
 fi
 cargo build --release -p cache-server -p survey-bridge -p outreach-worker -p emr-connector
-bin=target/release/cache-server
-bridge=target/release/survey-bridge
-worker=target/release/outreach-worker
-connector=target/release/emr-connector
+release=${CARGO_TARGET_DIR:-target}/release
+bin=$release/cache-server
+bridge=$release/survey-bridge
+worker=$release/outreach-worker
+connector=$release/emr-connector
 
 if [[ ! -f $certs/survey-bridge-secret.key ]]; then
   "$bin" certs --out "$certs"
