@@ -76,6 +76,7 @@ worker_args=(--config deploy/outreach-worker.example.toml \
   --set "email.host=127.0.0.1" --set "email.port=2525" --set "email.tls=none" \
   --set "sms.outbox=$state/sms-outbox.jsonl" \
   --set "quiet_hours.enabled=false" \
+  --set "sms.per_second=50" --set "email.per_second=50" \
   --set "worker.poll_seconds=1")
 
 pids=()

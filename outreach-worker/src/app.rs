@@ -92,10 +92,11 @@ pub async fn build(config: &WorkerConfig, clock: Clock) -> Result<Worker, StartE
         campaigns: config.campaigns.clone(),
         settings: config.worker.clone(),
         clock,
+        stopping: Default::default(),
     })
 }
 
-/// Runs the worker until `shutdown` completes, then finishes the batch in hand. Serves
+/// Runs the worker until `shutdown` completes, then lets the sends under way finish. Serves
 /// `GET /metrics` on `metrics` when given.
 pub async fn run(
     config: WorkerConfig,
@@ -127,6 +128,8 @@ pub async fn run(
     tokio::select! {
         () = &mut running => {}
         () = shutdown => {
+            // Sends under way finish and are acked; the rest of the batch is left to its lease.
+            worker.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
             let _ = stop_tx.send(true);
             running.await;
         }

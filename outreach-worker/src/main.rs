@@ -1,7 +1,7 @@
 //! `outreach-worker`: leases due invitations from the contact cache and sends them by SMS or
 //! email; see the crate documentation and the README.
 //!
-//! Exit codes: 0 after a clean shutdown (SIGTERM or SIGINT: the batch in hand is finished);
+//! Exit codes: 0 after a clean shutdown (SIGTERM or SIGINT: sends under way finish);
 //! 64 for bad flags or configuration; 69 when the metrics port cannot be bound; 70 for
 //! anything else that stops it from starting.
 
@@ -120,7 +120,7 @@ async fn shutdown_signal() {
         }
     };
     tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received; finishing the batch in hand"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; finishing the batch in hand"),
+        _ = term.recv() => tracing::info!("SIGTERM received; finishing the sends under way"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; finishing the sends under way"),
     }
 }

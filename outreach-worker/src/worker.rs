@@ -171,6 +171,9 @@ pub struct Worker {
     pub settings: LoopConfig,
     /// Time.
     pub clock: Clock,
+    /// Set on shutdown: contacts of the batch in hand not yet being sent are left to their
+    /// lease (they come back when it runs out) rather than waited for.
+    pub stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn non_empty(s: &str) -> Option<&str> {
@@ -218,7 +221,7 @@ impl Worker {
         Ok(count)
     }
 
-    /// Runs batches until `stop` turns true; the batch in hand is finished first. Waits
+    /// Runs batches until `stop` turns true; once it has, the batch in hand ends (see `stopping`). Waits
     /// `poll_seconds` after an empty batch or a failed lease.
     pub async fn run(&self, mut stop: watch::Receiver<bool>) {
         let idle = Duration::from_secs(self.settings.poll_seconds);
@@ -244,6 +247,9 @@ impl Worker {
 
     /// Handles one leased contact; returns the channel used, if any, and the outcome.
     pub async fn handle(&self, due: DueContact) -> (Option<Medium>, Handled) {
+        if self.is_stopping() {
+            return (None, Handled::NotAcked);
+        }
         let Some(contact) = due.contact.as_ref() else {
             error!("a leased contact came without its details; left to its lease");
             return (None, Handled::NotAcked);
@@ -293,6 +299,11 @@ impl Worker {
         (Some(medium), self.send(&due, contact, medium, reminder).await)
     }
 
+    /// Whether shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The channel for `contact`: the preferred one if it has that contact detail and this
     /// worker sends on it, else the other; SMS first for CHANNEL_ANY.
     pub fn pick(&self, contact: &Contact) -> Option<Medium> {
@@ -332,6 +343,9 @@ impl Worker {
                     email.limiter.until_ready().await;
                 }
             }
+        }
+        if self.is_stopping() {
+            return Handled::NotAcked;
         }
         let now = self.clock.now();
         if !reminder && !self.record_invitation(&due.guid, contact, medium, lang, now).await {

@@ -112,3 +112,32 @@ async fn a_worker_killed_mid_batch_sends_the_unacked_once_more_and_the_acked_nev
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_the_sends_under_way_and_leaves_the_rest_of_the_batch_to_its_lease() {
+    let tier = Tier::start_with(Clock::System).await;
+    let mut config = tier.worker_config("w.db");
+    // One message a second, one at a time: a batch of 10 would take ten seconds.
+    config.worker.batch = 10;
+    config.worker.concurrency = 1;
+    config.worker.lease_seconds = 600;
+    config.quiet_hours.enabled = false;
+    if let Some(sms) = config.sms.as_mut() {
+        sms.per_second = 1;
+    }
+    let file = tier.path("worker.toml");
+    std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
+    for n in 0..CONTACTS + 4 {
+        tier.put(contact(&format!("+161399902{n:02}"), "", "en")).await;
+    }
+    let mut worker = spawn(&file, &tier.path("worker.log"));
+    wait_for("two messages", async || tier.twilio.seen().len() >= 2).await;
+    Command::new("kill").arg("-TERM").arg(worker.id().to_string()).status().unwrap();
+    let status = worker.wait().unwrap();
+    assert!(status.success(), "a clean stop: {status:?}");
+
+    let sent = tier.twilio.seen().len();
+    assert!(sent < CONTACTS + 4, "the batch was not waited for: {sent} sent");
+    // Each message sent was acked (erased); the others wait in the cache for their lease.
+    assert_eq!(tier.entries().await, (CONTACTS + 4 - sent) as u64);
+}
