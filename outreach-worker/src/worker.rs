@@ -221,8 +221,8 @@ impl Worker {
         Ok(count)
     }
 
-    /// Runs batches until `stop` turns true; once it has, the batch in hand ends (see `stopping`). Waits
-    /// `poll_seconds` after an empty batch or a failed lease.
+    /// Runs batches until `stop` turns true; the batch in hand then ends as `stopping` says.
+    /// Waits `poll_seconds` after an empty batch or a failed lease.
     pub async fn run(&self, mut stop: watch::Receiver<bool>) {
         let idle = Duration::from_secs(self.settings.poll_seconds);
         while !*stop.borrow() {
