@@ -5,10 +5,9 @@
 
 mod common;
 
-use common::{Bridge, csrf, databases, guid, invitation, start};
+use common::{Bridge, databases, guid, invitation, start};
 use jiff::SignedDuration;
 use proto::ledger::InvitationAnsweredRequest;
-use reqwest::StatusCode;
 use sqlx::Row;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -114,40 +113,6 @@ async fn answered(bridge: &Bridge, guid: &str) -> Result<bool, tonic::Status> {
     ledger.invitation_answered(request).await.map(|r| r.into_inner().answered)
 }
 
-/// Consents on the page of `guid` and submits the built-in survey.
-async fn answer_survey(bridge: &Bridge, guid: &str) {
-    let http = bridge.http();
-    let page = http.get(bridge.url(&format!("/s/{guid}"))).send().await.unwrap().text().await.unwrap();
-    let agreed = http
-        .post(bridge.url(&format!("/s/{guid}/consent")))
-        .form(&[("csrf", csrf(&page).as_str()), ("choice", "agree")])
-        .send()
-        .await
-        .unwrap();
-    let location = agreed.headers()["location"].to_str().unwrap().to_string();
-    let survey = http.get(bridge.url(&location)).send().await.unwrap().text().await.unwrap();
-    let sent = http
-        .post(bridge.url(&format!("/s/{guid}/survey")))
-        .form(&[("csrf", csrf(&survey).as_str()), ("overall", "9")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(sent.status(), StatusCode::OK);
-}
-
-/// Declines on the consent page of `guid`.
-async fn decline(bridge: &Bridge, guid: &str) {
-    let http = bridge.http();
-    let page = http.get(bridge.url(&format!("/s/{guid}"))).send().await.unwrap().text().await.unwrap();
-    let declined = http
-        .post(bridge.url(&format!("/s/{guid}/consent")))
-        .form(&[("csrf", csrf(&page).as_str()), ("choice", "decline")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(declined.status(), StatusCode::OK);
-}
-
 #[tokio::test]
 async fn invitation_answered_follows_the_link() {
     let dir = tempfile::tempdir().unwrap();
@@ -164,8 +129,8 @@ async fn invitation_answered_follows_the_link() {
         for g in [&unused, &done, &declined, &expiring] {
             assert!(!answered(&bridge, g).await.unwrap(), "recorded, unused: {url}");
         }
-        answer_survey(&bridge, &done).await;
-        decline(&bridge, &declined).await;
+        bridge.answer_survey(&done).await;
+        bridge.decline(&declined).await;
         assert!(!answered(&bridge, &unused).await.unwrap());
         assert!(answered(&bridge, &done).await.unwrap(), "answered: {url}");
         assert!(answered(&bridge, &declined).await.unwrap(), "declined: {url}");

@@ -7,7 +7,7 @@ mod common;
 use std::{path::Path, time::Duration};
 
 use cache_server::{Listeners, clock::Clock, config::Config};
-use common::{Bridge, csrf, guid, start_with, test_config};
+use common::{guid, start_with, test_config};
 use jiff::SignedDuration;
 use proto::v1::{
     Channel as ContactChannel, Contact, GetContactRequest, PutContactRequest,
@@ -64,18 +64,6 @@ fn cache_config(dir: &Path, port: u16) -> CacheClientConfig {
     }
 }
 
-async fn decline(bridge: &Bridge, guid: &str) {
-    let http = bridge.http();
-    let page = http.get(bridge.url(&format!("/s/{guid}"))).send().await.unwrap().text().await.unwrap();
-    let declined = http
-        .post(bridge.url(&format!("/s/{guid}/consent")))
-        .form(&[("csrf", csrf(&page).as_str()), ("choice", "decline")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(declined.status(), reqwest::StatusCode::OK);
-}
-
 /// Polls `check` every 50 ms, up to 20 s, until it holds.
 async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
     for _ in 0..400 {
@@ -113,7 +101,7 @@ async fn a_decline_opts_the_contact_out_in_the_cache() {
     outreach.get_contact(GetContactRequest { guid: g.clone() }).await.unwrap();
 
     bridge.invite(&g, "prov-a1", "en").await;
-    decline(&bridge, &g).await;
+    bridge.decline(&g).await;
 
     eventually("the cache answers NOT_FOUND for the declined contact", || {
         let mut outreach = outreach.clone();
@@ -146,7 +134,7 @@ async fn opt_outs_wait_in_the_outbox_while_the_cache_is_down() {
     let bridge = start_with(config, dir.clone()).await;
     let g = guid();
     bridge.invite(&g, "prov-a1", "fr").await;
-    decline(&bridge, &g).await;
+    bridge.decline(&g).await;
 
     let db = survey_bridge::db::Db::connect(&bridge.database_url).await.unwrap();
     eventually("a failed attempt is recorded", || {

@@ -15,17 +15,6 @@ use survey_bridge::db::Db;
 
 const ONE_CLICK: &str = "List-Unsubscribe=One-Click";
 
-async fn one_click(bridge: &Bridge, guid: &str) -> Response {
-    bridge
-        .http()
-        .post(bridge.url(&format!("/u/{guid}")))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(ONE_CLICK)
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn one_click_multipart(bridge: &Bridge, guid: &str) -> Response {
     let body = "--7MA4YWxkTrZu0gW\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\n\
                 One-Click\r\n--7MA4YWxkTrZu0gW--\r\n";
@@ -65,27 +54,6 @@ fn opt_out_results(bridge: &Bridge) -> Vec<String> {
         .collect()
 }
 
-/// Consents on the page of `guid` and submits the built-in survey.
-async fn answer_survey(bridge: &Bridge, guid: &str) {
-    let http = bridge.http();
-    let (_, page) = get_page(bridge, &format!("/s/{guid}")).await;
-    let agreed = http
-        .post(bridge.url(&format!("/s/{guid}/consent")))
-        .form(&[("csrf", csrf(&page).as_str()), ("choice", "agree")])
-        .send()
-        .await
-        .unwrap();
-    let location = agreed.headers()["location"].to_str().unwrap().to_string();
-    let (_, survey) = get_page(bridge, &location).await;
-    let sent = http
-        .post(bridge.url(&format!("/s/{guid}/survey")))
-        .form(&[("csrf", csrf(&survey).as_str()), ("overall", "9")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(sent.status(), StatusCode::OK);
-}
-
 #[tokio::test]
 async fn one_click_unsubscribes_and_a_repeat_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -96,7 +64,7 @@ async fn one_click_unsubscribes_and_a_repeat_changes_nothing() {
         let db = Db::connect(&url).await.unwrap();
         assert!(!answered(&bridge, &g).await);
 
-        let response = one_click(&bridge, &g).await;
+        let response = bridge.one_click(&g).await;
         assert_eq!(response.status(), StatusCode::OK, "{url}");
         assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
         let body = response.text().await.unwrap();
@@ -107,7 +75,7 @@ async fn one_click_unsubscribes_and_a_repeat_changes_nothing() {
         assert_eq!((counts.responses, counts.opt_outs), (0, 1), "{url}");
 
         // Again: the same page, nothing more queued or counted.
-        let again = one_click(&bridge, &g).await;
+        let again = bridge.one_click(&g).await;
         assert_eq!(again.status(), StatusCode::OK);
         assert_eq!(again.text().await.unwrap(), body);
         assert_eq!(queued(&db).await, vec![g.clone()]);
@@ -249,7 +217,7 @@ async fn an_answered_survey_is_still_opted_out() {
         let bridge = start(&url, |_| {}).await;
         let g = guid();
         bridge.invite(&g, "prov-a1", "en").await;
-        answer_survey(&bridge, &g).await;
+        bridge.answer_survey(&g).await;
         assert!(answered(&bridge, &g).await);
         let db = Db::connect(&url).await.unwrap();
         assert!(queued(&db).await.is_empty());
@@ -259,7 +227,7 @@ async fn an_answered_survey_is_still_opted_out() {
         assert_eq!(status, StatusCode::OK);
         assert!(page.contains("name=\"csrf\""));
 
-        let response = one_click(&bridge, &g).await;
+        let response = bridge.one_click(&g).await;
         assert_eq!(response.status(), StatusCode::OK, "{url}");
         assert_eq!(queued(&db).await, vec![g.clone()], "queued for the cache's OptOut: {url}");
         // The response stands, and is not also counted as an opt-out.
@@ -267,7 +235,7 @@ async fn an_answered_survey_is_still_opted_out() {
         assert_eq!((counts.responses, counts.opt_outs), (1, 0), "{url}");
         assert!(answered(&bridge, &g).await);
         // Again: the same page; still one queued opt-out.
-        assert_eq!(one_click(&bridge, &g).await.status(), StatusCode::OK);
+        assert_eq!(bridge.one_click(&g).await.status(), StatusCode::OK);
         assert_eq!(queued(&db).await, vec![g.clone()]);
         assert_eq!(opt_out_results(&bridge), ["ok", "ok"]);
     }
@@ -292,7 +260,7 @@ async fn a_declined_invitation_is_already_unsubscribed() {
     let (status, page) = get_page(&bridge, &format!("/u/{g}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("You are unsubscribed") && !page.contains("<form"), "{page}");
-    assert_eq!(one_click(&bridge, &g).await.status(), StatusCode::OK);
+    assert_eq!(bridge.one_click(&g).await.status(), StatusCode::OK);
     let db = Db::connect(&url).await.unwrap();
     assert_eq!(queued(&db).await, vec![g], "queued once, by the decline");
     let counts = db.period_counts("site-1001", "prov-a1", "pcpe-2026q4", "2026-11").await.unwrap();
@@ -311,11 +279,11 @@ async fn unknown_malformed_and_expired_links_are_not_found() {
             let (status, body) = get_page(&bridge, &format!("/u/{bad}")).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{bad}");
             assert!(body.contains("This link is not valid"));
-            assert_eq!(one_click(&bridge, &bad).await.status(), StatusCode::NOT_FOUND, "{bad}");
+            assert_eq!(bridge.one_click(&bad).await.status(), StatusCode::NOT_FOUND, "{bad}");
         }
         bridge.clock.advance(SignedDuration::from_hours(24 * 30));
         assert_eq!(get_page(&bridge, &format!("/u/{g}")).await.0, StatusCode::NOT_FOUND);
-        assert_eq!(one_click(&bridge, &g).await.status(), StatusCode::NOT_FOUND, "expired: {url}");
+        assert_eq!(bridge.one_click(&g).await.status(), StatusCode::NOT_FOUND, "expired: {url}");
         let late = bridge
             .http()
             .post(bridge.url(&format!("/u/{g}")))
@@ -339,12 +307,12 @@ async fn guesses_at_unsubscribe_links_count_toward_the_throttle() {
     bridge.invite(&g, "prov-a1", "en").await;
     for _ in 0..2 {
         assert_eq!(get_page(&bridge, &format!("/u/{}", guid())).await.0, StatusCode::NOT_FOUND);
-        assert_eq!(one_click(&bridge, &guid()).await.status(), StatusCode::NOT_FOUND);
+        assert_eq!(bridge.one_click(&guid()).await.status(), StatusCode::NOT_FOUND);
     }
     // Blocked everywhere, even for a good link.
     assert_eq!(get_page(&bridge, &format!("/s/{g}")).await.0, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(get_page(&bridge, &format!("/u/{g}")).await.0, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(one_click(&bridge, &g).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(bridge.one_click(&g).await.status(), StatusCode::TOO_MANY_REQUESTS);
     bridge.clock.advance(SignedDuration::from_secs(61));
-    assert_eq!(one_click(&bridge, &g).await.status(), StatusCode::OK);
+    assert_eq!(bridge.one_click(&g).await.status(), StatusCode::OK);
 }

@@ -7,10 +7,9 @@
 
 mod common;
 
-use common::{Bridge, csrf, databases, guid, start};
+use common::{Bridge, databases, guid, start};
 use jiff::SignedDuration;
 use proto::ledger::{ConfirmOptOutsRequest, PendingOptOutsRequest};
-use reqwest::StatusCode;
 use survey_bridge::db::Db;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
@@ -26,53 +25,6 @@ async fn confirm(bridge: &Bridge, guids: &[&String]) -> Result<(), Status> {
     ledger.confirm_opt_outs(request).await.map(|_| ())
 }
 
-/// Declines on the consent page of `guid`.
-async fn decline(bridge: &Bridge, guid: &str) {
-    let http = bridge.http();
-    let page = http.get(bridge.url(&format!("/s/{guid}"))).send().await.unwrap().text().await.unwrap();
-    let declined = http
-        .post(bridge.url(&format!("/s/{guid}/consent")))
-        .form(&[("csrf", csrf(&page).as_str()), ("choice", "decline")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(declined.status(), StatusCode::OK);
-}
-
-/// Unsubscribes `guid` with the RFC 8058 one-click POST.
-async fn unsubscribe(bridge: &Bridge, guid: &str) {
-    let response = bridge
-        .http()
-        .post(bridge.url(&format!("/u/{guid}")))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("List-Unsubscribe=One-Click")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-}
-
-/// Consents on the page of `guid` and submits the built-in survey.
-async fn answer_survey(bridge: &Bridge, guid: &str) {
-    let http = bridge.http();
-    let page = http.get(bridge.url(&format!("/s/{guid}"))).send().await.unwrap().text().await.unwrap();
-    let agreed = http
-        .post(bridge.url(&format!("/s/{guid}/consent")))
-        .form(&[("csrf", csrf(&page).as_str()), ("choice", "agree")])
-        .send()
-        .await
-        .unwrap();
-    let location = agreed.headers()["location"].to_str().unwrap().to_string();
-    let survey = http.get(bridge.url(&location)).send().await.unwrap().text().await.unwrap();
-    let sent = http
-        .post(bridge.url(&format!("/s/{guid}/survey")))
-        .form(&[("csrf", csrf(&survey).as_str()), ("overall", "9")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(sent.status(), StatusCode::OK);
-}
-
 #[tokio::test]
 async fn declines_and_unsubscribes_wait_for_the_worker_until_confirmed() {
     let dir = tempfile::tempdir().unwrap();
@@ -83,18 +35,18 @@ async fn declines_and_unsubscribes_wait_for_the_worker_until_confirmed() {
             bridge.invite(g, "prov-a1", "en").await;
         }
         assert!(pending(&bridge, 10).await.unwrap().is_empty(), "{url}");
-        answer_survey(&bridge, &answered).await;
+        bridge.answer_survey(&answered).await;
         assert!(pending(&bridge, 10).await.unwrap().is_empty(), "an answer is no opt-out: {url}");
 
         // One a minute, so that their order is their age.
-        decline(&bridge, &declined).await;
+        bridge.decline(&declined).await;
         bridge.clock.advance(SignedDuration::from_mins(1));
-        unsubscribe(&bridge, &unsubscribed).await;
+        bridge.unsubscribe(&unsubscribed).await;
         bridge.clock.advance(SignedDuration::from_mins(1));
-        unsubscribe(&bridge, &answered).await;
+        bridge.unsubscribe(&answered).await;
         bridge.clock.advance(SignedDuration::from_mins(1));
         // A declined invitation unsubscribed again queues nothing more.
-        unsubscribe(&bridge, &declined).await;
+        bridge.unsubscribe(&declined).await;
 
         let all = vec![declined.clone(), unsubscribed.clone(), answered.clone()];
         assert_eq!(pending(&bridge, 500).await.unwrap(), all, "oldest first: {url}");
@@ -142,9 +94,9 @@ async fn the_worker_queue_forgets_what_the_worker_could_no_longer_use() {
         let (early, late) = (guid(), guid());
         bridge.invite(&early, "prov-a1", "en").await;
         bridge.invite(&late, "prov-a1", "en").await;
-        decline(&bridge, &early).await;
+        bridge.decline(&early).await;
         bridge.clock.advance(SignedDuration::from_hours(24 * 29));
-        unsubscribe(&bridge, &late).await;
+        bridge.unsubscribe(&late).await;
         // Kept for link_valid_days + 1 days after it was queued, then gone.
         bridge.clock.advance(SignedDuration::from_hours(24 * 2));
         assert_eq!(pending(&bridge, 10).await.unwrap(), [early.clone(), late.clone()], "{url}");
@@ -163,7 +115,7 @@ async fn only_the_outreach_role_may_read_or_confirm_opt_outs() {
     let bridge = start(&common::sqlite(dir.path()), |_| {}).await;
     let g = guid();
     bridge.invite(&g, "prov-a1", "en").await;
-    decline(&bridge, &g).await;
+    bridge.decline(&g).await;
     for name in ["admin", "bridge", "emr-site-1001"] {
         let mut ledger = bridge.ledger_as(name).await;
         let status = ledger.pending_opt_outs(PendingOptOutsRequest { max: 10 }).await.unwrap_err();
@@ -188,7 +140,7 @@ async fn a_bad_max_or_guid_is_named() {
     let bridge = start(&common::sqlite(dir.path()), |_| {}).await;
     let g = guid();
     bridge.invite(&g, "prov-a1", "en").await;
-    unsubscribe(&bridge, &g).await;
+    bridge.unsubscribe(&g).await;
     for max in [0, 501] {
         let status = pending(&bridge, max).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{max}");

@@ -167,6 +167,56 @@ impl Bridge {
             .unwrap()
     }
 
+    /// Consents on the page of `guid` and submits the built-in survey (`overall` 9).
+    pub async fn answer_survey(&self, guid: &str) {
+        let http = self.http();
+        let page = http.get(self.url(&format!("/s/{guid}"))).send().await.unwrap().text().await.unwrap();
+        let agreed = http
+            .post(self.url(&format!("/s/{guid}/consent")))
+            .form(&[("csrf", csrf(&page).as_str()), ("choice", "agree")])
+            .send()
+            .await
+            .unwrap();
+        let location = agreed.headers()["location"].to_str().unwrap().to_string();
+        let survey = http.get(self.url(&location)).send().await.unwrap().text().await.unwrap();
+        let sent = http
+            .post(self.url(&format!("/s/{guid}/survey")))
+            .form(&[("csrf", csrf(&survey).as_str()), ("overall", "9")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sent.status(), reqwest::StatusCode::OK);
+    }
+
+    /// Declines on the consent page of `guid`.
+    pub async fn decline(&self, guid: &str) {
+        let http = self.http();
+        let page = http.get(self.url(&format!("/s/{guid}"))).send().await.unwrap().text().await.unwrap();
+        let declined = http
+            .post(self.url(&format!("/s/{guid}/consent")))
+            .form(&[("csrf", csrf(&page).as_str()), ("choice", "decline")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(declined.status(), reqwest::StatusCode::OK);
+    }
+
+    /// The RFC 8058 one-click unsubscribe POST for `guid`, as a mail provider sends it.
+    pub async fn one_click(&self, guid: &str) -> reqwest::Response {
+        self.http()
+            .post(self.url(&format!("/u/{guid}")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("List-Unsubscribe=One-Click")
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Unsubscribes `guid` with the one-click POST, which must succeed.
+    pub async fn unsubscribe(&self, guid: &str) {
+        assert_eq!(self.one_click(guid).await.status(), reqwest::StatusCode::OK);
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("https://localhost:{}{path}", self.https.port())
     }
