@@ -66,8 +66,8 @@ fn message_text(lang: Lang, message: Message) -> (&'static str, &'static str) {
             tr(lang, "You declined", "Vous avez refusé"),
             tr(
                 lang,
-                "You will not receive any further invitation for this survey.",
-                "Vous ne recevrez plus d'invitation pour ce sondage.",
+                "You will not receive any more messages from this service, for this survey or any other.",
+                "Vous ne recevrez plus aucun message de ce service, pour ce sondage ni pour un autre.",
             ),
         ),
         Message::InvalidLink => (
@@ -145,8 +145,8 @@ pub fn consent_page(lang: Lang, title: &str, action: &str, csrf: &str, switch_hr
         ),
         tr(
             lang,
-            "If you decline, you will not be invited to this survey again.",
-            "Si vous refusez, vous ne serez plus invité à ce sondage.",
+            "If you decline, you will not receive any more messages from this service, for this survey or any other.",
+            "Si vous refusez, vous ne recevrez plus aucun message de ce service, pour ce sondage ni pour un autre.",
         ),
         escape(action),
         escape(csrf),

@@ -55,7 +55,7 @@ const EN: Words = Words {
     send: "Send my answers",
     thanks: "Thank you",
     declined: "You declined",
-    declined_text: "You will not receive any further invitation for this survey.",
+    declined_text: "You will not receive any more messages from this service, for this survey or any other.",
     already: "Already answered",
 };
 
@@ -69,7 +69,7 @@ const FR: Words = Words {
     send: "Envoyer mes réponses",
     thanks: "Merci",
     declined: "Vous avez refusé",
-    declined_text: "Vous ne recevrez plus d'invitation pour ce sondage.",
+    declined_text: "Vous ne recevrez plus aucun message de ce service, pour ce sondage ni pour un autre.",
     already: "Déjà rempli",
 };
 
