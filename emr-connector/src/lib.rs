@@ -24,7 +24,7 @@
 //! | `site_id` | the clinic site, e.g. `site-1001`; must be the site of the connector's certificate |
 //! | `provider_id` | the provider seen, same form |
 //! | `campaign_id` | the survey campaign, same form |
-//! | `phone` | E.164 (`+16135550101`) or empty |
+//! | `phone` | E.164 (`+16139990100`) or empty |
 //! | `email` | an address or empty; at least one of phone and email |
 //! | `language` | `en` or `fr` |
 //! | `time_zone` | an IANA name, e.g. `America/Toronto` |
