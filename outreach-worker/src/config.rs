@@ -184,9 +184,12 @@ pub struct SmsSettings {
     pub base_url: String,
     /// The account SID.
     pub account_sid: String,
-    /// The auth token (better: set `OUTREACH_WORKER_SMS__AUTH_TOKEN`).
+    /// The auth token (better: `auth_token_file`, or `OUTREACH_WORKER_SMS__AUTH_TOKEN`).
     #[serde(deserialize_with = "text")]
     pub auth_token: String,
+    /// A file holding the auth token (trailing newline ignored), e.g. a systemd credential
+    /// (`%d/sms-auth-token`). Not together with `auth_token`.
+    pub auth_token_file: Option<PathBuf>,
     /// `From`: one of the account's numbers, E.164. Either this or `messaging_service_sid`.
     /// (`--set sms.from=+16139990100` and the environment read it as a number: a number
     /// is taken as E.164 digits and gets its `+` back.)
@@ -214,6 +217,7 @@ impl std::fmt::Debug for SmsSettings {
             .field("base_url", &self.base_url)
             .field("account_sid", &self.account_sid)
             .field("auth_token", &"<secret>")
+            .field("auth_token_file", &self.auth_token_file)
             .field("from", &self.from)
             .field("messaging_service_sid", &self.messaging_service_sid)
             .field("per_second", &self.per_second)
@@ -229,6 +233,7 @@ impl Default for SmsSettings {
             base_url: "https://api.twilio.com".into(),
             account_sid: String::new(),
             auth_token: String::new(),
+            auth_token_file: None,
             from: None,
             messaging_service_sid: None,
             per_second: 1,
@@ -290,6 +295,10 @@ pub struct EmailSettings {
     /// Messages per second at most.
     #[serde(default = "one")]
     pub per_second: u32,
+    /// A file holding the SMTP password (trailing newline ignored), e.g. a systemd credential
+    /// (`%d/smtp-password`). Not together with `password`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
 }
 
 /// A string, or a number read from a flag or the environment, as its digits.
@@ -318,6 +327,17 @@ fn one() -> u32 {
     1
 }
 
+/// A secret kept in a file of its own: the whole file but a trailing line break.
+fn read_secret(setting: &str, path: &std::path::Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(format!("{setting}: cannot read {}: {e}", path.display())))?;
+    let secret = text.trim_end_matches(['\n', '\r']);
+    if secret.is_empty() {
+        return Err(ConfigError::new(format!("{setting}: {} is empty", path.display())));
+    }
+    Ok(secret.to_string())
+}
+
 /// One campaign's settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -339,9 +359,36 @@ pub struct Window {
 impl WorkerConfig {
     /// Reads `file` (if given), then the environment, then `overrides`, and checks the result.
     pub fn load(file: Option<&std::path::Path>, overrides: &[(String, String)]) -> Result<Self, ConfigError> {
-        let config: WorkerConfig = load_layered(file, ENV_PREFIX, overrides)?;
+        let mut config: WorkerConfig = load_layered(file, ENV_PREFIX, overrides)?;
+        config.read_secret_files()?;
         config.check()?;
         Ok(config)
+    }
+
+    /// Fills `sms.auth_token` and `email.password` from their `*_file` settings. An error
+    /// names the setting and the file, never what the file holds.
+    pub fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        if let Some(sms) = &mut self.sms
+            && let Some(path) = &sms.auth_token_file
+        {
+            if !sms.auth_token.is_empty() {
+                return Err(ConfigError::new(
+                    "sms.auth_token_file: set either it or sms.auth_token, not both",
+                ));
+            }
+            sms.auth_token = read_secret("sms.auth_token_file", path)?;
+        }
+        if let Some(email) = &mut self.email
+            && let Some(path) = &email.password_file
+        {
+            if email.smtp.password.is_some() {
+                return Err(ConfigError::new(
+                    "email.password_file: set either it or email.password, not both",
+                ));
+            }
+            email.smtp.password = Some(read_secret("email.password_file", path)?);
+        }
+        Ok(())
     }
 
     /// Checks what types cannot.
@@ -467,6 +514,55 @@ mod tests {
         let sms = config.sms.unwrap();
         assert_eq!(sms.from.as_deref(), Some("+16139990100"));
         assert_eq!(sms.auth_token, "12345");
+    }
+
+    #[test]
+    fn secrets_are_read_from_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("sms-auth-token");
+        std::fs::write(&token, "t0k3n-from-file\n").unwrap();
+        let password = dir.path().join("smtp-password");
+        std::fs::write(&password, "pa55-from-file\r\n").unwrap();
+        let overrides = |extra: &[(&str, &str)]| {
+            let mut all: Vec<(String, String)> = [("sms.account_sid", "AC1"), ("sms.from", "+16139990100")]
+                .iter()
+                .chain(extra)
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            all.push(("sms.auth_token_file".into(), token.display().to_string()));
+            all
+        };
+        let email = [
+            ("email.host", "127.0.0.1"),
+            ("email.port", "2525"),
+            ("email.from", "survey@clinic.example.org"),
+            ("email.username", "survey"),
+        ];
+        let mut with_email = email.to_vec();
+        let password_setting = password.display().to_string();
+        with_email.push(("email.password_file", &password_setting));
+        let config = WorkerConfig::load(None, &overrides(&with_email)).unwrap();
+        assert_eq!(config.sms.as_ref().unwrap().auth_token, "t0k3n-from-file");
+        assert_eq!(config.email.as_ref().unwrap().smtp.password.as_deref(), Some("pa55-from-file"));
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("t0k3n") && !debug.contains("pa55"), "{debug}");
+
+        let both = WorkerConfig::load(None, &overrides(&[("sms.auth_token", "t")])).unwrap_err().to_string();
+        assert!(both.contains("sms.auth_token_file") && both.contains("not both"), "{both}");
+        let mut both_email = with_email.clone();
+        both_email.push(("email.password", "p"));
+        let both = WorkerConfig::load(None, &overrides(&both_email)).unwrap_err().to_string();
+        assert!(both.contains("email.password_file") && both.contains("not both"), "{both}");
+
+        std::fs::write(&token, "\n").unwrap();
+        let empty = WorkerConfig::load(None, &overrides(&[])).unwrap_err().to_string();
+        assert!(empty.contains("sms.auth_token_file") && empty.contains("is empty"), "{empty}");
+        std::fs::remove_file(&token).unwrap();
+        let missing = WorkerConfig::load(None, &overrides(&[])).unwrap_err().to_string();
+        assert!(
+            missing.contains("sms.auth_token_file: cannot read") && missing.contains("sms-auth-token"),
+            "{missing}"
+        );
     }
 
     #[test]

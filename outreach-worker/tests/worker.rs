@@ -287,6 +287,7 @@ async fn an_email_invitation_arrives_in_french_with_the_link_and_one_click_unsub
             pool_max: 2,
             timeout_seconds: 10,
         },
+        password_file: None,
         per_second: 100,
     });
     let w = app::build(&config, tier.clock.clone()).await.unwrap();
