@@ -12,6 +12,12 @@ use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing::error;
 
+/// Every heap block is wiped when it is freed (or moved by a reallocation), so decoded
+/// requests, answers and TLS buffers leave no contact data behind in free memory.
+#[global_allocator]
+static ALLOCATOR: zeroizing_alloc::ZeroAlloc<std::alloc::System> =
+    zeroizing_alloc::ZeroAlloc(std::alloc::System);
+
 const EX_USAGE: u8 = 64;
 const EX_SOFTWARE: u8 = 70;
 const EX_UNAVAILABLE: u8 = 69;

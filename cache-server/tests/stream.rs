@@ -120,3 +120,47 @@ async fn an_undecodable_item_ends_the_stream_after_the_earlier_results() {
     let end = results.message().await.unwrap_err();
     assert_ne!(end.code(), Code::Ok);
 }
+
+#[tokio::test]
+async fn a_batch_that_cannot_be_audited_is_not_kept_and_ends_the_stream() {
+    use common::{Switchable, start_with_audit_sink};
+    use std::sync::atomic::Ordering;
+
+    let sink = Switchable::default();
+    let server = start_with_audit_sink(|_| {}, Box::new(sink.clone())).await;
+    let mut c = server.clients().await;
+    let good = rows("contacts.csv");
+    let requests: Vec<PutContactRequest> = good
+        .iter()
+        .filter(|row| row.site_id == "site-1001")
+        .map(|row| PutContactRequest { contact: Some(row.to_contact()) })
+        .collect();
+    assert!(requests.len() > 10);
+
+    // Audited: every item has its own line, though lines are written a batch at a time.
+    let mut results =
+        c.emr("site-1001").put_contacts(tokio_stream::iter(requests.clone())).await.unwrap().into_inner();
+    let mut ok = 0;
+    while let Some(result) = results.message().await.unwrap() {
+        assert!(result.error.is_none());
+        ok += 1;
+    }
+    assert_eq!(ok, requests.len());
+    let written = String::from_utf8(sink.written.lock().unwrap().clone()).unwrap();
+    let lines = written.lines().filter(|l| l.contains("CONTACT_PUT") && l.contains("PutContacts")).count();
+    assert_eq!(lines, requests.len());
+
+    // Not audited: no result is given, the stream ends UNAVAILABLE, nothing more is kept.
+    sink.failing.store(true, Ordering::SeqCst);
+    let mut results =
+        c.emr("site-1001").put_contacts(tokio_stream::iter(requests.clone())).await.unwrap().into_inner();
+    let status = match results.message().await {
+        Ok(Some(result)) => panic!("item {} answered without an audit line", result.index),
+        Ok(None) => panic!("the stream ended without an error"),
+        Err(status) => status,
+    };
+    assert_eq!(status.code(), Code::Unavailable);
+    sink.failing.store(false, Ordering::SeqCst);
+    let stats = c.admin.stats(StatsRequest {}).await.unwrap().into_inner();
+    assert_eq!(stats.entries, requests.len() as u64, "the unaudited batch was erased");
+}

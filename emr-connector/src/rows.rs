@@ -327,7 +327,8 @@ pub fn read(
     Ok(found)
 }
 
-/// Line numbers of byte offsets, counted forward (offsets only grow).
+/// Line numbers of byte offsets, counted forward (offsets only grow); a line ends at LF,
+/// CRLF or a lone CR.
 struct Lines<'a> {
     data: &'a [u8],
     counted: usize,
@@ -343,11 +344,22 @@ impl Lines<'_> {
             start += 1;
         }
         if start > self.counted {
-            self.line += self.data[self.counted..start].iter().filter(|&&b| b == b'\n').count() as u64;
+            self.line += line_ends(&self.data[self.counted..start]);
             self.counted = start;
         }
         self.line
     }
+}
+
+/// The line ends in `bytes`: LF, CRLF and lone CR each count once, as the CSV reader ends
+/// records (and editors lines).
+fn line_ends(bytes: &[u8]) -> u64 {
+    let ends = bytes
+        .iter()
+        .enumerate()
+        .filter(|&(at, &b)| b == b'\n' || (b == b'\r' && bytes.get(at + 1) != Some(&b'\n')))
+        .count();
+    u64::try_from(ends).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

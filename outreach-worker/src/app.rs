@@ -45,7 +45,7 @@ pub async fn build(config: &WorkerConfig, clock: Clock) -> Result<Worker, StartE
         Templates::load(config.templates_dir.as_deref(), &campaigns).map_err(|e| setup("templates", e))?;
     let public_url = config.bridge.public_url.trim_end_matches('/').to_string();
     if config.sms.is_some() {
-        templates.check_sms(&format!("{public_url}/s/00000000-0000-0000-0000-000000000000"));
+        templates.check_sms(&format!("{public_url}/s/00000000-0000-0000-0000-000000000000"), &config.sites);
     }
     let sms = match &config.sms {
         Some(settings) => {
@@ -90,6 +90,8 @@ pub async fn build(config: &WorkerConfig, clock: Clock) -> Result<Worker, StartE
             .map_err(|e| setup("quiet_hours.default_time_zone", e))?,
         public_url,
         campaigns: config.campaigns.clone(),
+        sites: config.sites.clone(),
+        unidentified_sites: Default::default(),
         settings: config.worker.clone(),
         clock,
         stopping: Default::default(),

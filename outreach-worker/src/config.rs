@@ -44,6 +44,9 @@ pub struct WorkerConfig {
     pub email: Option<EmailSettings>,
     /// Per-campaign settings, by campaign id.
     pub campaigns: BTreeMap<String, CampaignSettings>,
+    /// On whose behalf messages are sent, by site id: the clinic each message names (CASL
+    /// sender identification).
+    pub sites: BTreeMap<String, SiteIdentity>,
     /// Logging.
     pub log: LogConfig,
 }
@@ -62,6 +65,7 @@ impl Default for WorkerConfig {
             sms: None,
             email: None,
             campaigns: BTreeMap::new(),
+            sites: BTreeMap::new(),
             log: LogConfig::default(),
         }
     }
@@ -136,6 +140,9 @@ pub struct LoopConfig {
     /// after the cache erased the contact still suppresses it. The bridge's link works for
     /// its `link_valid_days` (30) after sending: keep this at least one more.
     pub remember_days: u32,
+    /// Whether a contact whose site has no `[sites.<id>]` entry waits (RETRY_AT, as for a
+    /// missing channel) instead of being sent with the generic "your clinic" wording.
+    pub require_site_identity: bool,
 }
 
 impl Default for LoopConfig {
@@ -147,6 +154,7 @@ impl Default for LoopConfig {
             poll_seconds: 5,
             retry_minutes: 15,
             remember_days: 31,
+            require_site_identity: false,
         }
     }
 }
@@ -347,6 +355,49 @@ pub struct CampaignSettings {
     pub reminder_days: Option<u32>,
 }
 
+/// The longest clinic name, in characters: room for it in a 2-segment SMS.
+pub const MAX_SITE_NAME: usize = 80;
+
+/// The longest clinic contact line, in characters.
+pub const MAX_SITE_CONTACT: usize = 200;
+
+/// Who a site's messages are sent on behalf of, as CASL wants each message to say: the
+/// clinic's name and how to reach it. Not patient data: it is logged and checked freely.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SiteIdentity {
+    /// The clinic's name as patients know it, e.g. `Clinique Soleil`: in every SMS and email.
+    pub name: String,
+    /// One line with the clinic's mailing address and a phone number, email address or web
+    /// address, valid for at least 60 days after sending: in every email.
+    pub contact: String,
+}
+
+impl SiteIdentity {
+    /// Checks the entry of site `id`: both values present, one line, not overlong.
+    fn check(&self, id: &str) -> Result<(), ConfigError> {
+        if id.trim().is_empty() {
+            return Err(ConfigError::new("sites: a site id must not be empty"));
+        }
+        let fields = [("name", &self.name, MAX_SITE_NAME), ("contact", &self.contact, MAX_SITE_CONTACT)];
+        for (field, value, max) in fields {
+            let setting = format!("sites.{id}.{field}");
+            if value.trim().is_empty() {
+                return Err(ConfigError::new(format!("{setting}: must not be empty")));
+            }
+            if value.chars().any(char::is_control) {
+                return Err(ConfigError::new(format!(
+                    "{setting}: must be one line, without line breaks or other control characters"
+                )));
+            }
+            if value.chars().count() > max {
+                return Err(ConfigError::new(format!("{setting}: must be at most {max} characters")));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The checked quiet hours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
@@ -433,6 +484,14 @@ impl WorkerConfig {
                 return Err(ConfigError::new(format!("campaigns.{id}.reminder_days: must be at least 1")));
             }
         }
+        for (id, site) in &self.sites {
+            site.check(id)?;
+        }
+        if w.require_site_identity && self.sites.is_empty() {
+            return Err(ConfigError::new(
+                "worker.require_site_identity: no [sites.<id>] entry is configured, so nothing could be sent",
+            ));
+        }
         Ok(())
     }
 
@@ -485,6 +544,7 @@ mod tests {
             ("sms.from", "613-999-0100", "sms.from"),
             ("bridge.public_url", "http://localhost", "bridge.public_url"),
             ("campaigns.c1.reminder_days", "0", "campaigns.c1.reminder_days"),
+            ("worker.require_site_identity", "true", "worker.require_site_identity"),
         ];
         for (key, value, named) in cases {
             let mut overrides = with_sms();
@@ -504,6 +564,82 @@ mod tests {
         assert_eq!(email.smtp.port, 587);
         assert_eq!(config.worker.lease_seconds, 300);
         assert_eq!(config.worker.remember_days, 31);
+    }
+
+    /// `with_sms()` and one site entry.
+    fn with_site(name: &str, contact: &str) -> Vec<(String, String)> {
+        let mut overrides = with_sms();
+        overrides.push(("sites.site-1001.name".into(), name.into()));
+        overrides.push(("sites.site-1001.contact".into(), contact.into()));
+        overrides
+    }
+
+    #[test]
+    fn site_identities_are_read_and_checked() {
+        let contact = "250 rue Principale, Gatineau QC J8X 1A1 · 613-999-0150";
+        let mut overrides = with_site("Clinique Soleil", contact);
+        overrides.push(("worker.require_site_identity".into(), "true".into()));
+        let config = WorkerConfig::load(None, &overrides).unwrap();
+        let site = &config.sites["site-1001"];
+        assert_eq!((site.name.as_str(), site.contact.as_str()), ("Clinique Soleil", contact));
+        assert!(config.worker.require_site_identity);
+        assert!(
+            !WorkerConfig::load(None, &with_sms()).unwrap().worker.require_site_identity,
+            "off by default"
+        );
+
+        let longest = "n".repeat(MAX_SITE_NAME);
+        assert!(WorkerConfig::load(None, &with_site(&longest, contact)).is_ok());
+        let cases = [
+            (with_site("", contact), "sites.site-1001.name: must not be empty"),
+            (with_site("   ", contact), "sites.site-1001.name: must not be empty"),
+            (with_site("Clinique Soleil", ""), "sites.site-1001.contact: must not be empty"),
+            (with_site("Clinique\nSoleil", contact), "sites.site-1001.name: must be one line"),
+            (
+                with_site("Clinique Soleil", "250 rue Principale\r\nBcc: x"),
+                "sites.site-1001.contact: must be one line",
+            ),
+            (
+                with_site(&format!("{longest}n"), contact),
+                "sites.site-1001.name: must be at most 80 characters",
+            ),
+            (
+                with_site("Clinique Soleil", &"é".repeat(MAX_SITE_CONTACT + 1)),
+                "sites.site-1001.contact: must be at most 200 characters",
+            ),
+        ];
+        for (overrides, expected) in cases {
+            let err = WorkerConfig::load(None, &overrides).unwrap_err().to_string();
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
+        // A missing value or a misspelt one is named too.
+        let mut missing = with_sms();
+        missing.push(("sites.site-1001.name".into(), "Clinique Soleil".into()));
+        let err = WorkerConfig::load(None, &missing).unwrap_err().to_string();
+        assert!(err.contains("contact") && err.contains("site-1001"), "{err}");
+        let mut typo = with_site("Clinique Soleil", contact);
+        typo.push(("sites.site-1001.adress".into(), "x".into()));
+        let err = WorkerConfig::load(None, &typo).unwrap_err().to_string();
+        assert!(err.contains("adress"), "{err}");
+    }
+
+    #[test]
+    fn the_example_site_entry_is_valid_once_uncommented() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/outreach-worker.example.toml");
+        let text = std::fs::read_to_string(example).unwrap();
+        let start = text.find("# [sites.").expect("a commented [sites] example");
+        let block: String = text[start..]
+            .lines()
+            .take_while(|line| line.starts_with("# "))
+            .map(|line| format!("{}\n", &line[2..]))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("worker.toml");
+        std::fs::write(&file, format!("{text}\n{block}")).unwrap();
+        let config = WorkerConfig::load(Some(&file), &[]).unwrap();
+        assert_eq!(config.sites.len(), 1, "{block}");
+        let site = config.sites.values().next().unwrap();
+        assert!(!site.name.is_empty() && !site.contact.is_empty());
     }
 
     #[test]

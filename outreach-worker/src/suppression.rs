@@ -69,7 +69,18 @@ impl SuppressionKey {
     }
 
     /// The entry for `value` of `kind`, in hex.
+    ///
+    /// The hash's block buffer holds the tagged value, and it lives on the stack (moved
+    /// there more than once): the stack below this call is wiped afterwards, so no phone
+    /// or email stays behind in it.
     fn entry(&self, kind: Kind, value: &str) -> String {
+        let entry = self.hmac(kind, value);
+        wipe_stack_below();
+        entry
+    }
+
+    #[inline(never)]
+    fn hmac(&self, kind: Kind, value: &str) -> String {
         let mut mac =
             <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0[..]).expect("HMAC takes keys of any length");
         mac.update(kind.prefix().as_bytes());
@@ -112,6 +123,16 @@ impl Kind {
             Kind::Guid => "guid:",
         }
     }
+}
+
+/// Overwrites the 16 KiB of stack below the caller's frame, where the frames of the calls
+/// it just made were.
+#[inline(never)]
+fn wipe_stack_below() {
+    use zeroize::Zeroize;
+    let mut area = [0u64; 2048];
+    area.zeroize();
+    std::hint::black_box(&area);
 }
 
 /// A phone as it is matched: E.164 as given, trimmed; `None` when empty.

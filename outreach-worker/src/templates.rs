@@ -7,17 +7,21 @@
 //! `<dir>/default/<lang>/<file>`, then from the built-in default (English and French,
 //! embedded in the binary). Campaigns that are not listed at load use the defaults.
 //!
-//! A template sees four variables (see [`Vars`]): `link`, `unsubscribe_link`, `reminder` and
-//! `campaign_id`. Any other name is an error at load, as is a syntax error or a subject that
+//! A template sees six variables (see [`Vars`]): `link`, `unsubscribe_link`, `reminder`,
+//! `campaign_id`, and the clinic that sends the message, `clinic_name` and `clinic_contact`
+//! (from the worker's `[sites.<id>]` settings for the contact's site; both empty when the
+//! site has no entry, so templates test them with `{% if clinic_name %}` and keep a generic
+//! wording otherwise, as the built-in ones do). Any other name is an error at load, as is a syntax error or a subject that
 //! renders to more than one line: every template is compiled, checked for unknown names and
-//! rendered once (as a first invitation and as a reminder) when it is loaded, so a typo in an
+//! rendered once (as a first invitation and as a reminder, with and without a clinic) when it
+//! is loaded, so a typo in an
 //! operator's template stops the start-up, not a send. `email.html` is HTML-escaped; the
 //! others are not.
 //!
 //! Errors name the template's file and what is wrong with it, never rendered text.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     fmt::{self, Write as _},
     path::Path,
 };
@@ -26,19 +30,23 @@ use minijinja::{AutoEscape, Environment, Output, State, UndefinedBehavior, Value
 use serde::Serialize;
 use tracing::warn;
 
-use crate::sms::{Encoding, segments};
+use crate::{
+    config::SiteIdentity,
+    sms::{Encoding, segments},
+};
 
 /// The languages templates exist for.
 pub const LANGUAGES: [&str; 2] = ["en", "fr"];
 
 /// The names a template may use.
-pub const VARIABLES: [&str; 4] = ["link", "unsubscribe_link", "reminder", "campaign_id"];
+pub const VARIABLES: [&str; 6] =
+    ["link", "unsubscribe_link", "reminder", "campaign_id", "clinic_name", "clinic_contact"];
 
 /// The scope, and the override directory, of the templates campaigns share.
 const DEFAULT_SCOPE: &str = "default";
 
 /// The values a template is rendered with. None of them is contact data.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Default)]
 pub struct Vars {
     /// The survey link: the bridge's base URL and the GUID.
     pub link: String,
@@ -48,6 +56,12 @@ pub struct Vars {
     pub reminder: bool,
     /// The campaign the invitation belongs to.
     pub campaign_id: String,
+    /// The name of the clinic the message is sent on behalf of; empty when the contact's
+    /// site has no identity configured.
+    pub clinic_name: String,
+    /// How to reach that clinic (mailing address and phone, email or web, one line); empty
+    /// when the contact's site has no identity configured.
+    pub clinic_contact: String,
 }
 
 impl Vars {
@@ -58,7 +72,16 @@ impl Vars {
             unsubscribe_link => self.unsubscribe_link.as_str(),
             reminder => self.reminder,
             campaign_id => self.campaign_id.as_str(),
+            clinic_name => self.clinic_name.as_str(),
+            clinic_contact => self.clinic_contact.as_str(),
         }
+    }
+
+    /// Sets the clinic from `site`, or clears it for a site without an identity.
+    pub fn with_site(mut self, site: Option<&SiteIdentity>) -> Vars {
+        self.clinic_name = site.map(|s| s.name.clone()).unwrap_or_default();
+        self.clinic_contact = site.map(|s| s.contact.clone()).unwrap_or_default();
+        self
     }
 }
 
@@ -73,7 +96,8 @@ pub struct EmailBody {
     pub html: String,
 }
 
-/// How an SMS template renders with a sample link: what [`Templates::check_sms`] returns.
+/// How an SMS template renders with a sample link and the configured clinics: what
+/// [`Templates::check_sms`] returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SmsCheck {
     /// The campaign, or `default` for the templates unlisted campaigns use.
@@ -82,8 +106,11 @@ pub struct SmsCheck {
     pub lang: String,
     /// The encoding: UCS-2 when either the invitation or the reminder needs it.
     pub encoding: Encoding,
-    /// The segments of the longer of the invitation and the reminder.
+    /// The segments of the longest SMS: invitation or reminder, for any configured clinic
+    /// or none.
     pub segments: usize,
+    /// The site whose clinic gives that longest SMS; none when it is the generic wording.
+    pub site_id: Option<String>,
 }
 
 /// A template that could not be loaded or rendered. It names the file (or the built-in
@@ -117,7 +144,7 @@ pub enum TemplateError {
     },
     /// A template uses a name that is not one of [`VARIABLES`].
     #[error(
-        "template {path}: unknown variable `{name}` (known: link, unsubscribe_link, reminder, campaign_id)"
+        "template {path}: unknown variable `{name}` (known: link, unsubscribe_link, reminder, campaign_id, clinic_name, clinic_contact)"
     )]
     UnknownVariable {
         /// The file.
@@ -307,16 +334,24 @@ impl Templates {
                 return Err(TemplateError::UnknownVariable { path: origin.clone(), name: var });
             }
         }
+        let sample_clinic = SiteIdentity {
+            name: "Clinic".into(),
+            contact: "1 Main Street, Ottawa ON · clinic.example".into(),
+        };
         for scope in self.scopes() {
             for lang in LANGUAGES {
-                for reminder in [false, true] {
+                for (reminder, clinic) in
+                    [(false, None), (true, None), (false, Some(&sample_clinic)), (true, Some(&sample_clinic))]
+                {
                     let vars = Vars {
                         link: "https://survey.example.org/s/00000000-0000-4000-8000-000000000000".into(),
                         unsubscribe_link: "https://survey.example.org/u/00000000-0000-4000-8000-000000000000"
                             .into(),
                         reminder,
                         campaign_id: scope.to_string(),
-                    };
+                        ..Vars::default()
+                    }
+                    .with_site(clinic);
                     self.render_in(scope, lang, Kind::Sms, &vars)?;
                     self.email_in(scope, lang, &vars)?;
                 }
@@ -389,40 +424,52 @@ impl Templates {
     }
 
     /// For every campaign and language: renders the SMS (invitation and reminder) with a
-    /// sample link of the configured length and returns its encoding and segments; logs
-    /// `warn!` past 2 segments.
-    pub fn check_sms(&self, sample_link: &str) -> Vec<SmsCheck> {
+    /// sample link of the configured length, for each clinic of `sites` and for a site
+    /// without one, and returns the encoding and segments of the longest; logs `warn!` past
+    /// 2 segments, naming the site whose clinic makes it so.
+    pub fn check_sms(&self, sample_link: &str, sites: &BTreeMap<String, SiteIdentity>) -> Vec<SmsCheck> {
+        let clinics = std::iter::once((None, None)).chain(sites.iter().map(|(id, s)| (Some(id), Some(s))));
         let mut checks = Vec::new();
         for scope in self.scopes() {
             for lang in LANGUAGES {
-                let mut worst: Option<(Encoding, usize)> = None;
-                for reminder in [false, true] {
-                    let vars = Vars {
-                        link: sample_link.to_string(),
-                        unsubscribe_link: sample_link.to_string(),
-                        reminder,
-                        campaign_id: scope.to_string(),
-                    };
-                    match self.sms(scope, lang, &vars) {
-                        Ok(text) => {
-                            let (encoding, count) = segments(&text);
-                            let (old_encoding, old_count) = worst.unwrap_or((Encoding::Gsm7, 0));
-                            let encoding =
-                                if old_encoding == Encoding::Ucs2 { Encoding::Ucs2 } else { encoding };
-                            worst = Some((encoding, count.max(old_count)));
+                // UCS-2 when any rendering needs it; the most segments, and the site whose
+                // SMS is the longest (segments, then characters).
+                let mut worst: Option<(Encoding, (usize, usize), Option<&String>)> = None;
+                for (site_id, clinic) in clinics.clone() {
+                    for reminder in [false, true] {
+                        let vars = Vars {
+                            link: sample_link.to_string(),
+                            unsubscribe_link: sample_link.to_string(),
+                            reminder,
+                            campaign_id: scope.to_string(),
+                            ..Vars::default()
                         }
-                        Err(err) => {
-                            warn!(campaign = scope, lang, error = %err, "SMS template does not render")
+                        .with_site(clinic);
+                        match self.sms(scope, lang, &vars) {
+                            Ok(text) => {
+                                let (encoding, count) = segments(&text);
+                                let size = (count, text.chars().count());
+                                let (old_encoding, old_size, old_site) =
+                                    worst.unwrap_or((Encoding::Gsm7, (0, 0), None));
+                                let encoding =
+                                    if old_encoding == Encoding::Ucs2 { Encoding::Ucs2 } else { encoding };
+                                let site = if size > old_size { site_id } else { old_site };
+                                worst = Some((encoding, size.max(old_size), site));
+                            }
+                            Err(err) => {
+                                warn!(campaign = scope, lang, error = %err, "SMS template does not render")
+                            }
                         }
                     }
                 }
-                let Some((encoding, segments)) = worst else { continue };
+                let Some((encoding, (segments, _), site_id)) = worst else { continue };
                 if segments > 2 {
                     warn!(
                         campaign = scope,
                         lang,
                         segments,
                         encoding = ?encoding,
+                        longest_for_site = site_id.map_or("(none: the generic wording)", String::as_str),
                         "SMS template takes more than 2 segments with a link of this length"
                     );
                 }
@@ -431,6 +478,7 @@ impl Templates {
                     lang: lang.to_string(),
                     encoding,
                     segments,
+                    site_id: site_id.cloned(),
                 });
             }
         }
@@ -507,6 +555,23 @@ mod tests {
             unsubscribe_link: UNSUBSCRIBE.into(),
             reminder,
             campaign_id: "spring-2027".into(),
+            ..Vars::default()
+        }
+    }
+
+    /// A clinic with a name of the longest allowed length, all GSM-7.
+    fn long_clinic() -> SiteIdentity {
+        let name = format!("Centre de sante familiale de la Riviere-des-Outaouais {}", "x".repeat(80));
+        SiteIdentity {
+            name: name.chars().take(crate::config::MAX_SITE_NAME).collect(),
+            contact: "250 rue Principale, Gatineau QC J8X 1A1 · 613-999-0150 · soleil.example".into(),
+        }
+    }
+
+    fn soleil() -> SiteIdentity {
+        SiteIdentity {
+            name: "Clinique Soleil".into(),
+            contact: "250 rue Principale, Gatineau QC J8X 1A1 · 613-999-0150 · soleil.example".into(),
         }
     }
 
@@ -550,7 +615,7 @@ mod tests {
     #[test]
     fn default_sms_fits_in_two_gsm7_segments() {
         let templates = Templates::builtin();
-        let checks = templates.check_sms(LINK);
+        let checks = templates.check_sms(LINK, &BTreeMap::new());
         assert_eq!(checks.len(), 2);
         for check in &checks {
             assert_eq!(check.campaign_id, "default");
@@ -559,7 +624,110 @@ mod tests {
         }
         // Room to spare: a link 20 characters longer still fits.
         let longer = format!("{LINK}{}", "x".repeat(20));
-        assert!(templates.check_sms(&longer).iter().all(|c| c.segments <= 2));
+        assert!(templates.check_sms(&longer, &BTreeMap::new()).iter().all(|c| c.segments <= 2));
+    }
+
+    #[test]
+    fn a_configured_clinic_is_named_in_every_message_and_its_contact_in_every_email() {
+        let templates = Templates::builtin();
+        let clinic = soleil();
+        for lang in LANGUAGES {
+            let generic = if lang == "en" { "your clinic" } else { "votre clinique" };
+            for reminder in [false, true] {
+                let named = vars(reminder).with_site(Some(&clinic));
+                let sms = templates.sms("c", lang, &named).expect("sms");
+                assert!(sms.contains("Clinique Soleil"), "{lang}: {sms}");
+                assert!(sms.contains(LINK) && sms.contains("STOP"), "{lang}: {sms}");
+                let email = templates.email("c", lang, &named).expect("email");
+                assert!(email.subject.contains("Clinique Soleil"), "{lang}: {}", email.subject);
+                for body in [&email.text, &email.html] {
+                    assert!(body.contains("Clinique Soleil"), "{lang}: {body}");
+                    assert!(body.contains(&clinic.contact), "{lang}: {body}");
+                    assert!(body.contains(UNSUBSCRIBE), "{lang}: {body}");
+                }
+                for text in [&sms, &email.subject, &email.text, &email.html] {
+                    assert!(!text.to_lowercase().contains(generic), "{lang}: {text}");
+                }
+
+                // No clinic: the generic wording, and no empty name or contact left behind.
+                let anonymous = vars(reminder).with_site(None);
+                let sms = templates.sms("c", lang, &anonymous).expect("sms");
+                let email = templates.email("c", lang, &anonymous).expect("email");
+                for text in [&sms, &email.subject, &email.text, &email.html] {
+                    assert!(text.to_lowercase().contains(generic), "{lang}: {text}");
+                    assert!(!text.contains("ci-dessous") && !text.contains("clinic below"), "{lang}: {text}");
+                }
+            }
+        }
+        let named = vars(false).with_site(Some(&clinic));
+        assert_eq!(
+            templates.sms("c", "en", &named).expect("sms"),
+            format!(
+                "Clinique Soleil invites you to an optional patient-experience survey about your recent visit: {LINK} Reply STOP to opt out."
+            )
+        );
+        let rappel = templates.sms("c", "fr", &vars(true).with_site(Some(&clinic))).expect("sms");
+        assert!(rappel.starts_with("Rappel : Clinique Soleil vous invite "), "{rappel}");
+        let email = templates.email("c", "fr", &named).expect("email");
+        assert_eq!(email.subject, "Sondage sur l'expérience des patients – Clinique Soleil (facultatif)");
+        assert!(
+            email.text.contains(&format!(
+                "au nom de la clinique ci-dessous par son service de sondage sur l'expérience des patients.\nClinique Soleil\n{}\n",
+                clinic.contact
+            )),
+            "{}",
+            email.text
+        );
+    }
+
+    #[test]
+    fn a_clinic_name_is_escaped_in_html_only() {
+        let templates = Templates::builtin();
+        let clinic =
+            SiteIdentity { name: "Smith & Jones <Family> Clinic".into(), contact: "1 \"Main\" St".into() };
+        let email = templates.email("c", "en", &vars(false).with_site(Some(&clinic))).expect("email");
+        assert!(email.html.contains("Smith &amp; Jones &lt;Family&gt; Clinic"), "{}", email.html);
+        assert!(email.html.contains("1 &quot;Main&quot; St"), "{}", email.html);
+        assert!(!email.html.contains("<Family>"), "{}", email.html);
+        assert!(email.text.contains("Smith & Jones <Family> Clinic") && email.text.contains("1 \"Main\" St"));
+        assert!(email.subject.contains("Smith & Jones <Family> Clinic"), "{}", email.subject);
+    }
+
+    #[test]
+    fn the_sms_check_renders_with_every_configured_clinic() {
+        let templates = Templates::builtin();
+        // The longest name allowed still fits in 2 GSM-7 segments, in both languages.
+        let sites =
+            BTreeMap::from([("site-1001".to_string(), soleil()), ("site-2002".to_string(), long_clinic())]);
+        let checks = templates.check_sms(LINK, &sites);
+        assert_eq!(checks.len(), 2);
+        for check in &checks {
+            assert_eq!(check.encoding, Encoding::Gsm7, "{check:?}");
+            assert!(check.segments == 2, "{check:?}");
+            assert_eq!(check.site_id.as_deref(), Some("site-2002"), "the longest name: {check:?}");
+        }
+        // Without clinics the generic wording is the longest (and only) one.
+        assert!(templates.check_sms(LINK, &BTreeMap::new()).iter().all(|c| c.site_id.is_none()));
+        // One name with a letter outside GSM-7 turns that site's SMS into UCS-2: too long,
+        // reported for that site even though another name is longer.
+        let mut sites = sites;
+        sites.insert(
+            "site-3003".into(),
+            SiteIdentity { name: "Clinique de l'Île".into(), contact: "x".into() },
+        );
+        for check in templates.check_sms(LINK, &sites) {
+            assert_eq!(check.encoding, Encoding::Ucs2, "{check:?}");
+            assert!(check.segments > 2, "{check:?}");
+            assert_eq!(check.site_id.as_deref(), Some("site-3003"), "{check:?}");
+        }
+        // An override that uses the contact line in the SMS is measured with it.
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "default/en/sms.txt", "{{ clinic_name }} ({{ clinic_contact }}): {{ link }}");
+        let templates = Templates::load(Some(dir.path()), &[]).expect("load");
+        let short =
+            BTreeMap::from([("s".to_string(), SiteIdentity { name: "A".into(), contact: "b".repeat(200) })]);
+        let en = templates.check_sms(LINK, &short).into_iter().find(|c| c.lang == "en").expect("en");
+        assert_eq!((en.segments, en.site_id.as_deref()), (2, Some("s")), "{en:?}");
     }
 
     #[test]
@@ -609,7 +777,7 @@ mod tests {
         // An override that takes 3 segments is reported.
         write(root, "long/en/sms.txt", &format!("{} {{{{ link }}}}", "a".repeat(300)));
         let templates = Templates::load(Some(root), &["long".to_string()]).expect("load");
-        let checks = templates.check_sms(LINK);
+        let checks = templates.check_sms(LINK, &BTreeMap::new());
         let long = checks.iter().find(|c| c.campaign_id == "long" && c.lang == "en").expect("long");
         assert_eq!((long.encoding, long.segments), (Encoding::Gsm7, 3));
     }

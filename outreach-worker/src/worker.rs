@@ -1,6 +1,8 @@
 //! The worker loop: lease a batch of due contacts from the cache, handle each, ack each.
 //!
-//! For an invitation: the suppression list first; for a reminder, whether the survey is still
+//! For an invitation: the suppression list first; the clinic the contact's site sends as
+//! (a site without one is warned about once and gets the generic wording, or waits with
+//! `worker.require_site_identity`); for a reminder, whether the survey is still
 //! unanswered; then the channel (the one the patient prefers, else the one available); quiet
 //! hours in the patient's time zone (outside them, RETRY_AT the next opening); the
 //! per-channel rate limit; the ledger's `RecordInvitation` *before* sending; the message;
@@ -16,7 +18,11 @@
 //! Logs and metrics name the campaign, the channel and the outcome; never a phone, an
 //! email or a GUID.
 
-use std::{collections::BTreeMap, num::NonZeroU32, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    num::NonZeroU32,
+    time::Duration,
+};
 
 use cache_server::clock::Clock;
 use futures_util::StreamExt;
@@ -27,17 +33,14 @@ use proto::{
         InvitationAnsweredRequest, InvitationChannel, RecordInvitationRequest,
         invitation_ledger_client::InvitationLedgerClient,
     },
-    v1::{
-        AckOutcome, AckRequest, Channel as Preferred, Contact, DueContact, DueKind, LeaseDueRequest,
-        contact_cache_client::ContactCacheClient,
-    },
+    v1::{AckOutcome, AckRequest, Channel as Preferred, Contact, DueContact, DueKind, LeaseDueRequest},
 };
 use tokio::sync::watch;
 use tonic::{Code, Status, transport::Channel};
 use tracing::{debug, error, info, warn};
 
 use crate::{
-    config::{CampaignSettings, LoopConfig, Window},
+    config::{CampaignSettings, LoopConfig, SiteIdentity, Window},
     email::{EmailMessage, EmailOutcome, Mailer},
     quiet,
     sms::{SendOutcome, SmsClient, SmsMessage, SmsOutbox},
@@ -45,7 +48,9 @@ use crate::{
     templates::{Templates, Vars},
 };
 
-/// How long a contact with no channel this worker can use waits before it is tried again.
+/// How long a contact with no channel this worker can use, or (with
+/// `worker.require_site_identity`) no clinic identity for its site, waits before it is tried
+/// again.
 const NO_CHANNEL_RETRY: SignedDuration = SignedDuration::from_hours(1);
 
 /// A channel this worker sends on.
@@ -87,6 +92,9 @@ pub enum Handled {
     Skipped,
     /// No channel this worker can use for the contact; due again later.
     NoChannel,
+    /// The contact's site has no clinic identity and `worker.require_site_identity` is on;
+    /// due again later.
+    NoSiteIdentity,
     /// Not acked (a failure of the worker's own dependencies): the lease will run out.
     NotAcked,
 }
@@ -103,6 +111,7 @@ impl Handled {
             Handled::SuppressionRecorded => "suppression_recorded",
             Handled::Skipped => "skipped",
             Handled::NoChannel => "no_channel",
+            Handled::NoSiteIdentity => "no_site_identity",
             Handled::NotAcked => "not_acked",
         }
     }
@@ -147,8 +156,8 @@ impl SmsSender {
 /// Everything the loop works with.
 #[derive(Debug)]
 pub struct Worker {
-    /// The contact cache (role `outreach`).
-    pub cache: ContactCacheClient<Channel>,
+    /// The contact cache (role `outreach`), connected afresh for each batch.
+    pub cache: crate::clients::Cache,
     /// The bridge's ledger (role `outreach`).
     pub ledger: InvitationLedgerClient<Channel>,
     /// The suppression list.
@@ -167,6 +176,10 @@ pub struct Worker {
     pub public_url: String,
     /// Per-campaign settings.
     pub campaigns: BTreeMap<String, CampaignSettings>,
+    /// The clinic each site's messages name, by site id.
+    pub sites: BTreeMap<String, SiteIdentity>,
+    /// The sites without an identity already warned about, so that each is warned about once.
+    pub unidentified_sites: std::sync::Mutex<BTreeSet<String>>,
     /// Batch, lease, concurrency.
     pub settings: LoopConfig,
     /// Time.
@@ -196,11 +209,20 @@ impl Worker {
     /// Brings the suppression list up to date with the bridge's opt-outs
     /// ([`Worker::sync_opt_outs`]; a failure is logged and tried again next time), then
     /// leases one batch and handles it; returns how many contacts came.
+    ///
+    /// The connection to the cache is closed afterwards: the batch's contacts passed through
+    /// its buffers (see [`crate::clients::Cache`]).
     pub async fn run_once(&self) -> Result<usize, Status> {
+        let result = self.lease_and_handle().await;
+        self.cache.close();
+        result
+    }
+
+    async fn lease_and_handle(&self) -> Result<usize, Status> {
         self.sync_opt_outs_or_warn().await;
         let request =
             LeaseDueRequest { max: self.settings.batch, lease_seconds: self.settings.lease_seconds };
-        let due = self.cache.clone().lease_due(request).await?.into_inner().contacts;
+        let due = self.cache.client().lease_due(request).await?.into_inner().contacts;
         let count = due.len();
         if count > 0 {
             debug!(count, "leased");
@@ -267,6 +289,11 @@ impl Worker {
                 return (None, Handled::NotAcked);
             }
         }
+        if !self.site_identified(&contact.site_id) && self.settings.require_site_identity {
+            let now = self.clock.now();
+            let at = now.saturating_add(NO_CHANNEL_RETRY).unwrap_or(now);
+            return (None, self.ack(&due.guid, AckOutcome::RetryAt, Some(at), Handled::NoSiteIdentity).await);
+        }
         let reminder = due.sent_before > 0;
         if reminder {
             let request = InvitationAnsweredRequest { guid: due.guid.clone() };
@@ -297,6 +324,27 @@ impl Worker {
             return (Some(medium), handled);
         }
         (Some(medium), self.send(&due, contact, medium, reminder).await)
+    }
+
+    /// Whether `site_id` has a clinic identity configured. Warns once per site (the site id,
+    /// nothing about the contact) when it has none.
+    fn site_identified(&self, site_id: &str) -> bool {
+        if self.sites.contains_key(site_id) {
+            return true;
+        }
+        let first = self
+            .unidentified_sites
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(site_id.to_owned());
+        if first {
+            if self.settings.require_site_identity {
+                warn!(site = %site_id, "no [sites] entry names this site's clinic; its contacts wait (worker.require_site_identity)");
+            } else {
+                warn!(site = %site_id, "no [sites] entry names this site's clinic; its messages use the generic wording");
+            }
+        }
+        false
     }
 
     /// Whether shutdown has begun.
@@ -356,7 +404,9 @@ impl Worker {
             unsubscribe_link: format!("{}/u/{}", self.public_url, due.guid),
             reminder,
             campaign_id: contact.campaign_id.clone(),
-        };
+            ..Vars::default()
+        }
+        .with_site(self.sites.get(&contact.site_id));
         let sent = match medium {
             Medium::Sms => self.send_sms(contact, lang, &vars).await,
             Medium::Email => self.send_email(contact, lang, &vars).await,
@@ -472,7 +522,7 @@ impl Worker {
             outcome: AckOutcome::Sent as i32,
             retry_at: remind_at.map(wire),
         };
-        match self.cache.clone().ack(request).await {
+        match self.cache.client().ack(request).await {
             Ok(_) => Handled::Sent,
             Err(status) if remind_at.is_some() && status.code() == Code::InvalidArgument => {
                 info!(campaign = %contact.campaign_id, "the reminder would come after the contact expires; none planned");
@@ -484,7 +534,7 @@ impl Worker {
 
     async fn ack(&self, guid: &str, outcome: AckOutcome, at: Option<Timestamp>, handled: Handled) -> Handled {
         let request = AckRequest { guid: guid.to_owned(), outcome: outcome as i32, retry_at: at.map(wire) };
-        match self.cache.clone().ack(request).await {
+        match self.cache.client().ack(request).await {
             Ok(_) => handled,
             Err(status) if outcome == AckOutcome::RetryAt && status.code() == Code::InvalidArgument => {
                 // The next try would come after the contact expires: it never will.

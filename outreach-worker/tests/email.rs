@@ -52,8 +52,13 @@ fn config(port: u16, tls: SmtpTls) -> EmailConfig {
 }
 
 fn message(to: &str, lang: &str) -> EmailMessage {
-    let vars =
-        Vars { link: link(), unsubscribe_link: unsubscribe(), reminder: false, campaign_id: "spring".into() };
+    let vars = Vars {
+        link: link(),
+        unsubscribe_link: unsubscribe(),
+        reminder: false,
+        campaign_id: "spring".into(),
+        ..Vars::default()
+    };
     EmailMessage {
         to: to.into(),
         lang: lang.into(),

@@ -327,22 +327,40 @@ async fn survey(
         .into_response()
 }
 
+/// The fields of a posted survey: the form token, the page language, and the answers
+/// (question id, option id), the latter still to be checked against the questionnaire.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SurveyForm {
+    /// The form token (the last `csrf` field; empty when there is none).
+    pub csrf: String,
+    /// The last `lang` field, if any.
+    pub lang: Option<String>,
+    /// Every other field, in order.
+    pub answers: Vec<(String, String)>,
+}
+
+impl SurveyForm {
+    /// Sorts a decoded form body's fields.
+    pub fn from_fields(fields: Vec<(String, String)>) -> SurveyForm {
+        let mut form = SurveyForm::default();
+        for (name, value) in fields {
+            match name.as_str() {
+                "csrf" => form.csrf = value,
+                "lang" => form.lang = Some(value),
+                _ => form.answers.push((name, value)),
+            }
+        }
+        form
+    }
+}
+
 async fn survey_answer(
     State(pages): State<Shared>,
     ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
     Path(guid): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let mut csrf = String::new();
-    let mut lang = None;
-    let mut answers = Vec::new();
-    for (name, value) in fields {
-        match name.as_str() {
-            "csrf" => csrf = value,
-            "lang" => lang = Some(value),
-            _ => answers.push((name, value)),
-        }
-    }
+    let SurveyForm { csrf, lang, answers } = SurveyForm::from_fields(fields);
     let link = match pages.open(peer.ip(), &guid, lang.as_deref()).await {
         Ok(link) => link,
         Err(response) => return response,

@@ -215,37 +215,92 @@ fn json_error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
+/// Why a request was refused before its body was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unauthorized {
+    /// The reason for the audit log: `unsigned`, `malformed`, `bad_signature` or `stale`.
+    pub reason: &'static str,
+    /// The message for the caller.
+    pub message: &'static str,
+}
+
+/// Checks a request's [`TIMESTAMP_HEADER`] and [`SIGNATURE_HEADER`] values (none when
+/// absent) against `body` and `secret`, and the timestamp against `now` (Unix seconds):
+/// the signature first, so that only the secret's holder learns about time.
+pub fn verify(
+    secret: &[u8],
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+    now: i64,
+    max_skew_seconds: i64,
+) -> Result<(), Unauthorized> {
+    let refuse = |reason, message| Err(Unauthorized { reason, message });
+    let Some(timestamp) = timestamp else {
+        return refuse("unsigned", "X-Bridge-Timestamp is missing");
+    };
+    let Ok(timestamp) = timestamp.trim().parse::<i64>() else {
+        return refuse("malformed", "X-Bridge-Timestamp must be Unix seconds");
+    };
+    let Some(signature) = signature else {
+        return refuse("unsigned", "X-Bridge-Signature is missing");
+    };
+    let Some(given) = signature.trim().strip_prefix("sha256=").and_then(|hex| hex::decode(hex).ok()) else {
+        return refuse("malformed", "X-Bridge-Signature must be sha256=<hex>");
+    };
+    if mac(secret, timestamp, body).verify_slice(&given).is_err() {
+        return refuse("bad_signature", "X-Bridge-Signature does not match the body");
+    }
+    // abs_diff: `now - timestamp` overflows for timestamps near i64::MIN.
+    if now.abs_diff(timestamp) > u64::try_from(max_skew_seconds).unwrap_or(0) {
+        return refuse(
+            "stale",
+            "X-Bridge-Timestamp is outside the accepted window (a replay, or a clock that is off)",
+        );
+    }
+    Ok(())
+}
+
+/// A webhook body that cannot be counted; the messages quote at most 120 characters of it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// Not JSON of the expected shape (refused and audited as `malformed`).
+    #[error("body must be JSON {{\"guid\", \"answers\"}}: {0}")]
+    Malformed(String),
+    /// An answer, under this question id, is neither a string nor a whole number.
+    #[error("answers.{0}: must be a string or a whole number")]
+    Answer(String),
+}
+
+/// The GUID and the (question id, option id) pairs of a webhook body; a whole-number
+/// answer becomes its decimal text.
+pub fn parse_submission(body: &[u8]) -> Result<(String, Vec<(String, String)>), BodyError> {
+    let submission: Submission =
+        serde_json::from_slice(body).map_err(|err| BodyError::Malformed(clip(&err.to_string())))?;
+    let mut answers = Vec::with_capacity(submission.answers.len());
+    for (question, value) in submission.answers {
+        let option = match value {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) if n.is_u64() => n.to_string(),
+            _ => return Err(BodyError::Answer(clip(&question))),
+        };
+        answers.push((question, option));
+    }
+    Ok((submission.guid, answers))
+}
+
 impl Webhook {
-    /// Refuses an unsigned, badly signed or stale request: the reason for the audit log
-    /// and the message for the caller.
-    fn authenticate(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), (&'static str, &'static str)> {
+    /// Refuses an unsigned, badly signed or stale request.
+    fn authenticate(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), Unauthorized> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let unauthorized = |reason, message| (reason, message);
-        let Some(timestamp) = header(TIMESTAMP_HEADER) else {
-            return Err(unauthorized("unsigned", "X-Bridge-Timestamp is missing"));
-        };
-        let Ok(timestamp) = timestamp.trim().parse::<i64>() else {
-            return Err(unauthorized("malformed", "X-Bridge-Timestamp must be Unix seconds"));
-        };
-        let Some(signature) = header(SIGNATURE_HEADER) else {
-            return Err(unauthorized("unsigned", "X-Bridge-Signature is missing"));
-        };
-        let Some(given) = signature.trim().strip_prefix("sha256=").and_then(|hex| hex::decode(hex).ok())
-        else {
-            return Err(unauthorized("malformed", "X-Bridge-Signature must be sha256=<hex>"));
-        };
-        if mac(&self.secret, timestamp, body).verify_slice(&given).is_err() {
-            return Err(unauthorized("bad_signature", "X-Bridge-Signature does not match the body"));
-        }
-        // Checked after the signature, so that only the secret's holder learns about time.
-        let skew = (self.reconciler.clock.now().as_second() - timestamp).abs();
-        if skew > self.max_skew_seconds {
-            return Err(unauthorized(
-                "stale",
-                "X-Bridge-Timestamp is outside the accepted window (a replay, or a clock that is off)",
-            ));
-        }
-        Ok(())
+        verify(
+            &self.secret,
+            header(TIMESTAMP_HEADER),
+            header(SIGNATURE_HEADER),
+            body,
+            self.reconciler.clock.now().as_second(),
+            self.max_skew_seconds,
+        )
     }
 
     fn refused(&self, reason: &str, response: Response) -> Response {
@@ -263,29 +318,19 @@ impl Webhook {
 
 /// `POST /results`.
 pub async fn receive(State(hook): State<Arc<Webhook>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err((reason, message)) = hook.authenticate(&headers, &body) {
+    if let Err(Unauthorized { reason, message }) = hook.authenticate(&headers, &body) {
         return hook.refused(reason, json_error(StatusCode::UNAUTHORIZED, message));
     }
-    let submission: Submission = match serde_json::from_slice(&body) {
+    let (guid, answers) = match parse_submission(&body) {
         Ok(submission) => submission,
-        Err(err) => {
-            let message = format!("body must be JSON {{\"guid\", \"answers\"}}: {}", clip(&err.to_string()));
-            return hook.refused("malformed", json_error(StatusCode::UNPROCESSABLE_ENTITY, &message));
+        Err(err @ BodyError::Malformed(_)) => {
+            return hook.refused("malformed", json_error(StatusCode::UNPROCESSABLE_ENTITY, &err.to_string()));
+        }
+        Err(err @ BodyError::Answer(_)) => {
+            return json_error(StatusCode::UNPROCESSABLE_ENTITY, &err.to_string());
         }
     };
-    let mut answers = Vec::with_capacity(submission.answers.len());
-    for (question, value) in submission.answers {
-        let option = match value {
-            serde_json::Value::String(s) => s,
-            serde_json::Value::Number(n) if n.is_u64() => n.to_string(),
-            _ => {
-                let message = format!("answers.{}: must be a string or a whole number", clip(&question));
-                return json_error(StatusCode::UNPROCESSABLE_ENTITY, &message);
-            }
-        };
-        answers.push((question, option));
-    }
-    match hook.reconciler.reconcile(&submission.guid, &answers, Source::Webhook).await {
+    match hook.reconciler.reconcile(&guid, &answers, Source::Webhook).await {
         Ok(()) => (StatusCode::OK, Json(serde_json::json!({ "status": "accepted" }))).into_response(),
         Err(refusal) => json_error(refusal.status(), &refusal.to_string()),
     }
@@ -311,5 +356,44 @@ mod tests {
         // The timestamp and the body are separated, so moving digits between them changes
         // the signature.
         assert_ne!(sign(secret, 1, b"0{}"), sign(secret, 10, b"{}"));
+    }
+
+    fn verify_at(secret: &[u8], timestamp: i64, now: i64) -> Result<(), Unauthorized> {
+        let signature = sign(secret, timestamp, b"{}");
+        verify(secret, Some(&timestamp.to_string()), Some(&signature), b"{}", now, 300)
+    }
+
+    // Found by the webhook fuzz target: a signed timestamp near i64::MIN overflowed the skew
+    // arithmetic (a panic with overflow checks; without them, `now - 2^63` wrapped to a
+    // skew of i64::MIN and passed the window).
+    #[test]
+    fn timestamps_at_the_ends_of_i64_are_stale_not_a_panic() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let now = 1_795_600_000;
+        for timestamp in [i64::MIN, i64::MIN + 1, now - (1 << 62) - (1 << 62), i64::MAX, -now] {
+            assert_eq!(verify_at(secret, timestamp, now).unwrap_err().reason, "stale", "{timestamp}");
+        }
+        assert_eq!(verify_at(secret, now - 300, now), Ok(()));
+        assert_eq!(verify_at(secret, now + 300, now), Ok(()));
+        assert_eq!(verify_at(secret, now + 301, now).unwrap_err().reason, "stale");
+    }
+
+    #[test]
+    fn bodies_are_read_or_refused_by_kind() {
+        let (guid, answers) =
+            parse_submission(br#"{"guid": "g", "answers": {"overall": 9, "timely": "often"}}"#).unwrap();
+        assert_eq!(guid, "g");
+        assert_eq!(answers, [("overall".into(), "9".into()), ("timely".into(), "often".into())]);
+        assert!(matches!(parse_submission(b"{\"guid\": 5}"), Err(BodyError::Malformed(_))));
+        assert!(matches!(
+            parse_submission(br#"{"guid": "g", "answers": {}, "x": 1}"#),
+            Err(BodyError::Malformed(_))
+        ));
+        assert_eq!(
+            parse_submission(br#"{"guid": "g", "answers": {"overall": -1}}"#),
+            Err(BodyError::Answer("overall".into()))
+        );
+        let long = format!(r#"{{"guid": "g", "answers": {{"{}": null}}}}"#, "q".repeat(500));
+        assert_eq!(parse_submission(long.as_bytes()), Err(BodyError::Answer("q".repeat(120))));
     }
 }

@@ -145,7 +145,7 @@ async fn form_fields(request: Request) -> Result<Vec<(String, String)>, Response
 }
 
 /// The `boundary` parameter of a `multipart/form-data` content type.
-fn boundary(content_type: &str) -> Option<String> {
+pub fn boundary(content_type: &str) -> Option<String> {
     content_type.split(';').skip(1).find_map(|param| {
         let (name, value) = param.split_once('=')?;
         if !name.trim().eq_ignore_ascii_case("boundary") {

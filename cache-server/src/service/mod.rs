@@ -121,6 +121,14 @@ impl Context {
         })
     }
 
+    /// Records `events` with one write; an error means none of them is on record.
+    fn record_all(&self, events: &[Event<'_>]) -> Result<(), Status> {
+        self.audit.record_all(events).map_err(|err| {
+            error!(cause = %err, "audit write failed; refusing the request");
+            audit_unavailable()
+        })
+    }
+
     /// Identifies the caller of `request` and checks that it may call `rpc` now.
     pub(crate) fn authorize<T>(&self, request: &Request<T>, rpc: Rpc) -> Result<Authorized, Status> {
         let peer = request.extensions().get::<Arc<Peer>>();

@@ -8,8 +8,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status, Streaming};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::{Authorized, Context, observe, timestamp};
-use crate::{auth::Rpc, error::invalid, validate::FieldError};
+use futures_util::FutureExt;
+
+use super::{Authorized, Context, action_of, code_name, observe, timestamp};
+use crate::{audit::Event, auth::Rpc, error::invalid, validate::FieldError};
 
 /// Results a slow reader may leave unread before the stream stops taking items.
 const STREAM_BUFFER: usize = 128;
@@ -56,11 +58,18 @@ fn store(
     Ok((stored.guid, timestamp(stored.expires_at)))
 }
 
+/// Most items stored and audited together: the audit lines of a batch go out in one write.
+const BATCH: usize = 64;
+
 /// Stores each request of `inbound` in turn and answers each, in order.
 ///
 /// A refused item gets an error result and the stream goes on. A request that cannot be
 /// decoded at all (too large, malformed), or an audit failure, ends the stream with its
 /// status, after the results of the items before it.
+///
+/// Items are taken in batches: one awaited, then those already received, up to [`BATCH`].
+/// Their audit lines are written together, before any of their results is sent; if that
+/// write fails, the batch's contacts are erased again and the stream ends UNAVAILABLE.
 pub(super) fn stream(
     ctx: Arc<Context>,
     who: Authorized,
@@ -69,30 +78,90 @@ pub(super) fn stream(
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     tokio::spawn(async move {
         let mut index = 0u64;
+        let mut requests = Vec::with_capacity(BATCH);
         loop {
-            let next = match inbound.message().await {
-                Ok(Some(request)) => {
-                    let result = one(&ctx, &who, Rpc::PutContacts, request);
-                    observe(Rpc::PutContacts, &result);
-                    match result {
-                        Err(status) if status.code() == Code::Unavailable => Err(status),
-                        result => Ok(item_result(index, result)),
-                    }
+            // None: more may come; Some(Ok): the caller closed its side; Some(Err): it broke.
+            let mut end: Option<Result<(), Status>> = None;
+            match inbound.message().await {
+                Ok(Some(request)) => requests.push(request),
+                Ok(None) => end = Some(Ok(())),
+                Err(status) => end = Some(Err(status)),
+            }
+            while end.is_none() && requests.len() < BATCH {
+                // Only what has already arrived: polled once, never awaited.
+                match inbound.message().now_or_never() {
+                    None => break,
+                    Some(Ok(Some(request))) => requests.push(request),
+                    Some(Ok(None)) => end = Some(Ok(())),
+                    Some(Err(status)) => end = Some(Err(status)),
                 }
-                Ok(None) => break,
-                Err(status) => {
-                    observe::<()>(Rpc::PutContacts, &Err(status.clone()));
-                    Err(status)
-                }
+            }
+            let answered = batch(&ctx, &who, index, requests.drain(..));
+            let (results, failed) = match answered {
+                Ok(results) => (results, None),
+                Err(status) => (Vec::new(), Some(status)),
             };
-            let stop = next.is_err();
-            if tx.send(next).await.is_err() || stop {
+            for result in results {
+                if tx.send(Ok(result)).await.is_err() {
+                    return;
+                }
+                index += 1;
+            }
+            let stop = match (failed, end) {
+                (Some(status), _) | (None, Some(Err(status))) => {
+                    observe::<()>(Rpc::PutContacts, &Err(status.clone()));
+                    let _ = tx.send(Err(status)).await;
+                    true
+                }
+                (None, Some(Ok(()))) => true,
+                (None, None) => false,
+            };
+            if stop {
                 break;
             }
-            index += 1;
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Stores the items of one batch, audits them with one write, and gives their results (the
+/// first numbered `first`). An error means the audit failed and nothing of the batch is kept.
+fn batch(
+    ctx: &Context,
+    who: &Authorized,
+    first: u64,
+    requests: impl Iterator<Item = PutContactRequest>,
+) -> Result<Vec<PutContactResult>, Status> {
+    let outcomes: Vec<_> = requests.map(|request| store(ctx, who, request)).collect();
+    let rpc = Rpc::PutContacts;
+    let events: Vec<Event<'_>> = outcomes
+        .iter()
+        .map(|outcome| {
+            let mut event = Event::new(action_of(rpc), code_name(outcome), who.actor());
+            event.rpc = Some(rpc.as_str());
+            event.guid = outcome.as_ref().ok().map(|(guid, _)| guid);
+            event
+        })
+        .collect();
+    if let Err(status) = ctx.record_all(&events) {
+        // Fail closed: what cannot be audited is not kept.
+        for (guid, _) in outcomes.iter().flatten() {
+            let _ = ctx.store.delete(guid, None);
+        }
+        return Err(status);
+    }
+    Ok(outcomes
+        .into_iter()
+        .zip(first..)
+        .map(|(outcome, index)| {
+            let result = outcome.map(|(guid, expires_at)| PutContactResponse {
+                guid: guid.to_string(),
+                expires_at: Some(expires_at),
+            });
+            observe(rpc, &result);
+            item_result(index, result)
+        })
+        .collect())
 }
 
 fn item_result(index: u64, result: Result<PutContactResponse, Status>) -> PutContactResult {

@@ -226,3 +226,14 @@ fn line_numbers_hold_with_crlf_blank_lines_and_quoted_line_breaks() {
     let refused: Vec<_> = input.refused.iter().map(|r| (r.row_id.as_deref(), r.line)).collect();
     assert_eq!(refused, vec![(Some("R4"), 5), (Some("R6"), 7)]);
 }
+
+// Found by the emr_rows fuzz target: a header ended by a lone CR put the first row on
+// line 1, the header's; a lone CR ends a record for the CSV reader, and a line for editors.
+#[test]
+fn a_lone_cr_ends_a_line() {
+    let good = |id: &str| GOOD.replacen("R1", id, 1).trim_end().to_string();
+    let text = format!("{}\r{}\r{}\r\n\r{}\n", HEADER.trim_end(), good("R2"), good("R3"), good("R5"));
+    let input = read_str(&text).unwrap();
+    let lines: Vec<_> = input.rows.iter().map(|r| (r.row_id.as_str(), r.line)).collect();
+    assert_eq!(lines, vec![("R2", 2), ("R3", 3), ("R5", 5)]);
+}
