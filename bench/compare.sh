@@ -18,7 +18,8 @@
 # LOADGEN_THREADS (runtime threads of the load generator for unary runs, default 1: like
 # redis-benchmark, one thread),
 # VALUE_SIZE (bytes, default 300), PIPELINE (redis-benchmark -P for the streaming
-# comparison, default 16), REPEAT (runs of each measurement, best kept, default 3),
+# comparison, default 16), REPEAT (rounds, each measuring Redis and the cache back to back;
+# default 5),
 # CONTACTS (memory run, default 10000000), BASE_PORT (default 47300).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +33,7 @@ LOADGEN_THREADS=${LOADGEN_THREADS:-1}
 STREAMS=${STREAMS:-8}
 VALUE_SIZE=${VALUE_SIZE:-300}
 PIPELINE=${PIPELINE:-16}
-REPEAT=${REPEAT:-3}
+REPEAT=${REPEAT:-5}
 CONTACTS=${CONTACTS:-10000000}
 BASE_PORT=${BASE_PORT:-47300}
 redis_plain_port=$BASE_PORT redis_tls_port=$((BASE_PORT + 1))
@@ -81,6 +82,8 @@ machine() {
 
 # Best (highest) of REPEAT values printed by a command as a number.
 best() { sort -g | tail -n 1; }
+# Median of values, one per line (the lower middle one for an even count).
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
 
@@ -101,21 +104,6 @@ throughput() {
     --save '' --appendonly no --dir "$work" --logfile "$work/redis.log" --daemonize no &
   local redis_pid=$!
   pids+=("$redis_pid")
-  wait_port "$redis_tls_port"
-
-  declare -A r
-  for run in $(seq 1 "$REPEAT"); do
-    r[set_plain]+="$(redis_rps "$redis_plain_port" plain set 1 "$CLIENTS") "
-    r[set_tls]+="$(redis_rps "$redis_tls_port" tls set 1 "$CLIENTS") "
-    r[get_tls]+="$(redis_rps "$redis_tls_port" tls get 1 "$CLIENTS") "
-    r[set_tls_p]+="$(redis_rps "$redis_tls_port" tls set "$PIPELINE" "$CLIENTS") "
-  done
-  kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true
-  for k in set_plain set_tls get_tls set_tls_p; do
-    echo "redis $k runs: ${r[$k]}"
-    r[$k]=$(tr ' ' '\n' <<<"${r[$k]}" | grep . | best)
-  done
-
   # The cache server: the release binary, mutual TLS, audit on (a file), memory locked.
   "$server" serve --listen "127.0.0.1:$cache_port" "${unlocked[@]}" \
     --set "tls.cert=$certs/cache-server.pem" --set "tls.key=$certs/cache-server.key" \
@@ -124,36 +112,53 @@ throughput() {
     --set store.max_entries=20000000 --set store.max_bytes=8589934592 2>"$work/cache.log" &
   local cache_pid=$!
   pids+=("$cache_pid")
+  wait_port "$redis_tls_port"
   wait_port "$cache_port"
   local common=(--addr "127.0.0.1:$cache_port" --certs "$certs" --server-pid "$cache_pid" --connections "$CONNECTIONS")
 
-  declare -A c lines
+  # Each round measures Redis and the cache back to back, so that each ratio compares two
+  # figures taken seconds apart: these shared machines drift by a third within minutes.
+  cache_rps() { # scenario client requests concurrency [auto: one runtime thread per CPU]
+    local line threads=(--threads "$LOADGEN_THREADS")
+    [[ ${5:-} == auto ]] && threads=()
+    line=$("$loadgen" "${threads[@]}" run "${common[@]}" --scenario "$1" \
+      --requests "$3" --concurrency "$4" --value-size "$VALUE_SIZE" --client "$2")
+    echo "$line" >&2
+    field per_second <<<"$line"
+  }
+  ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+  declare -A r c q
   for run in $(seq 1 "$REPEAT"); do
-    for scenario in put get; do
-      line=$("$loadgen" --threads "$LOADGEN_THREADS" run "${common[@]}" --scenario $scenario \
-        --requests "$REQUESTS" --concurrency "$CLIENTS" --value-size "$VALUE_SIZE" --client h2)
-      echo "$line"
-      c[$scenario]+="$(field per_second <<<"$line") "
-    done
+    local set_plain set_tls get_tls set_tls_p put get put_tonic stream
+    set_plain=$(redis_rps "$redis_plain_port" plain set 1 "$CLIENTS")
+    set_tls=$(redis_rps "$redis_tls_port" tls set 1 "$CLIENTS")
+    put=$(cache_rps put h2 "$REQUESTS" "$CLIENTS")
+    get_tls=$(redis_rps "$redis_tls_port" tls get 1 "$CLIENTS")
+    get=$(cache_rps get h2 "$REQUESTS" "$CLIENTS")
+    set_tls_p=$(redis_rps "$redis_tls_port" tls set "$PIPELINE" "$CLIENTS")
+    stream=$(cache_rps stream tonic "$STREAM_CONTACTS" "$STREAMS" auto)
     # For reference: the same puts from tonic's own client (heavier: it shares the cores).
-    line=$("$loadgen" run "${common[@]}" --scenario put --requests "$REQUESTS" \
-      --concurrency "$CLIENTS" --value-size "$VALUE_SIZE" --client tonic)
-    echo "$line"
-    c[put_tonic]+="$(field per_second <<<"$line") "
-    line=$("$loadgen" run "${common[@]}" --scenario stream --requests "$STREAM_CONTACTS" \
-      --concurrency "$STREAMS" --value-size "$VALUE_SIZE")
-    echo "$line"
-    c[stream]+="$(field per_second <<<"$line") "
+    put_tonic=$(cache_rps put tonic "$REQUESTS" "$CLIENTS" auto)
+    echo "ROUND $run redis: set_plain=$set_plain set_tls=$set_tls get_tls=$get_tls set_tls_p$PIPELINE=$set_tls_p;" \
+      "cache: put=$put get=$get stream=$stream put_tonic=$put_tonic;" \
+      "ratios: put=$(ratio "$put" "$set_tls") get=$(ratio "$get" "$set_tls") get/get=$(ratio "$get" "$get_tls")" \
+      "stream=$(ratio "$stream" "$set_tls_p")"
+    r[set_plain]+="$set_plain " r[set_tls]+="$set_tls " r[get_tls]+="$get_tls " r[set_tls_p]+="$set_tls_p "
+    c[put]+="$put " c[get]+="$get " c[put_tonic]+="$put_tonic " c[stream]+="$stream "
+    q[put]+="$(ratio "$put" "$set_tls") " q[get]+="$(ratio "$get" "$set_tls") "
+    q[get_get]+="$(ratio "$get" "$get_tls") " q[put_tonic]+="$(ratio "$put_tonic" "$set_tls") "
+    q[stream]+="$(ratio "$stream" "$set_tls_p") "
     # The audit trail grows by about 300 bytes a request: start each round afresh.
     : >"$work/audit.jsonl"
   done
   echo "cache: $(grep -c . "$work/cache.log" || true) log lines; memory locked: $(awk '/VmLck/ {print $2, $3}' /proc/$cache_pid/status)"
-  kill "$cache_pid"; wait "$cache_pid" 2>/dev/null || true
-  for k in put get put_tonic stream; do c[$k]=$(tr ' ' '\n' <<<"${c[$k]}" | grep . | best); done
+  kill "$redis_pid" "$cache_pid"; wait "$redis_pid" "$cache_pid" 2>/dev/null || true
+  for k in "${!r[@]}"; do r[$k]=$(tr ' ' '\n' <<<"${r[$k]}" | grep . | best); done
+  for k in "${!c[@]}"; do c[$k]=$(tr ' ' '\n' <<<"${c[$k]}" | grep . | best); done
+  for k in "${!q[@]}"; do q[$k]=$(tr ' ' '\n' <<<"${q[$k]}" | grep . | median); done
 
-  ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
   echo
-  echo "== best of $REPEAT, ${VALUE_SIZE}-byte values, $CLIENTS in flight =="
+  echo "== $REPEAT rounds, ${VALUE_SIZE}-byte values, $CLIENTS in flight; best of each figure =="
   printf '%-58s %10.0f /s\n' "redis SET -P 1 plain" "${r[set_plain]}"
   printf '%-58s %10.0f /s\n' "redis SET -P 1 TLS" "${r[set_tls]}"
   printf '%-58s %10.0f /s\n' "redis GET -P 1 TLS" "${r[get_tls]}"
@@ -162,11 +167,12 @@ throughput() {
   printf '%-58s %10.0f /s\n' "cache GetContact unary, mTLS, audit ($CONNECTIONS conns)" "${c[get]}"
   printf '%-58s %10.0f /s\n' "cache PutContact unary, tonic client (reference)" "${c[put_tonic]}"
   printf '%-58s %10.0f /s\n' "cache PutContacts streaming, mTLS, audit ($STREAMS streams)" "${c[stream]}"
-  echo "RATIO put/redis_set_tls=$(ratio "${c[put]}" "${r[set_tls]}") (target >= 0.6)"
-  echo "RATIO get/redis_set_tls=$(ratio "${c[get]}" "${r[set_tls]}") (target >= 0.6)"
-  echo "RATIO get/redis_get_tls=$(ratio "${c[get]}" "${r[get_tls]}")"
-  echo "RATIO put_tonic_client/redis_set_tls=$(ratio "${c[put_tonic]}" "${r[set_tls]}")"
-  echo "RATIO stream/redis_set_tls_p$PIPELINE=$(ratio "${c[stream]}" "${r[set_tls_p]}") (target >= 0.5)"
+  echo "== ratios: median over the rounds of each round's ratio (best against best in brackets) =="
+  echo "RATIO put/redis_set_tls=${q[put]} ($(ratio "${c[put]}" "${r[set_tls]}")) (target >= 0.6)"
+  echo "RATIO get/redis_set_tls=${q[get]} ($(ratio "${c[get]}" "${r[set_tls]}")) (target >= 0.6)"
+  echo "RATIO get/redis_get_tls=${q[get_get]} ($(ratio "${c[get]}" "${r[get_tls]}"))"
+  echo "RATIO put_tonic_client/redis_set_tls=${q[put_tonic]} ($(ratio "${c[put_tonic]}" "${r[set_tls]}"))"
+  echo "RATIO stream/redis_set_tls_p$PIPELINE=${q[stream]} ($(ratio "${c[stream]}" "${r[set_tls_p]}")) (target >= 0.5)"
 }
 
 memory() {

@@ -8,6 +8,12 @@
 //!
 //! Writing is fail-closed: if a line cannot be written, [`Audit::record`] returns an error
 //! and the request that caused it fails (see the service).
+//!
+//! Requests are audited through [`Audit::commit`], a group commit: the lines of the requests
+//! that are ready on the runtime at the same moment go out in one `write(2)`, and each
+//! request goes on only once that write has returned (or fails if it failed). The first
+//! request to find no write under way leads: it yields once, so that the other ready
+//! requests add their lines, then writes everything pending, and again while more comes.
 
 use std::{
     fs,
@@ -15,12 +21,13 @@ use std::{
     net::SocketAddr,
     os::unix::fs::OpenOptionsExt,
     path::Path,
-    sync::Mutex,
+    sync::{Mutex, PoisonError},
 };
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
 use sha2::Sha256;
+use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
 use crate::{auth::Caller, clock::Clock, guid::Guid};
@@ -193,9 +200,20 @@ pub fn guid_hmac(key: &[u8; 32], guid: &Guid) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// Lines waiting for a group commit, and who waits for them.
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    /// One per waiting commit: told whether its lines were written.
+    waiters: Vec<oneshot::Sender<Result<(), io::ErrorKind>>>,
+    /// A commit has taken the lead: it will write what is pending.
+    led: bool,
+}
+
 /// The audit log.
 pub struct Audit {
     sink: Mutex<Box<dyn Write + Send>>,
+    pending: Mutex<Pending>,
     key: AuditKey,
     clock: Clock,
     system_name: &'static str,
@@ -210,7 +228,7 @@ impl std::fmt::Debug for Audit {
 impl Audit {
     /// An audit log writing to `sink`.
     pub fn new(sink: Box<dyn Write + Send>, key: AuditKey, clock: Clock) -> Self {
-        Audit { sink: Mutex::new(sink), key, clock, system_name: "cache-server" }
+        Audit { sink: Mutex::new(sink), pending: Mutex::default(), key, clock, system_name: "cache-server" }
     }
 
     /// Names the daemon in its own (system) events; `cache-server` unless told otherwise.
@@ -247,16 +265,73 @@ impl Audit {
     /// Writes one line for each of `events` with a single write (PutContacts audits a batch
     /// of items this way). An error means none of them is on record.
     pub fn record_all(&self, events: &[Event<'_>]) -> Result<(), AuditError> {
+        let bytes = self.lines(events)?;
+        Ok(self.write(&bytes)?)
+    }
+
+    /// Writes one line for each of `events`, together with the lines of the other commits
+    /// ready at the same moment (see the module documentation). Returns once the write that
+    /// carried them has returned; an error means none of them is on record.
+    ///
+    /// If the future is dropped before it completes, its lines may still be written.
+    pub async fn commit(&self, events: &[Event<'_>]) -> Result<(), AuditError> {
+        let bytes = self.lines(events)?;
+        let (done, written) = oneshot::channel();
+        let lead = {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            pending.bytes.extend_from_slice(&bytes);
+            pending.waiters.push(done);
+            !std::mem::replace(&mut pending.led, true)
+        };
+        if lead {
+            // Dropping the guard writes what is pending, even if this future is dropped while
+            // it yields: the lead is never lost.
+            let guard = Leader(self);
+            tokio::task::yield_now().await;
+            drop(guard);
+        }
+        match written.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(kind)) => Err(AuditError(io::Error::new(kind, "the group write failed"))),
+            Err(_) => Err(AuditError(io::Error::other("the group write was abandoned"))),
+        }
+    }
+
+    /// Writes what is pending, in rounds, until nothing is, then gives up the lead.
+    fn write_pending(&self) {
+        loop {
+            let (bytes, waiters) = {
+                let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+                if pending.waiters.is_empty() {
+                    pending.led = false;
+                    return;
+                }
+                (std::mem::take(&mut pending.bytes), std::mem::take(&mut pending.waiters))
+            };
+            let written = self.write(&bytes).map_err(|err| err.kind());
+            for waiter in waiters {
+                let _ = waiter.send(written);
+            }
+        }
+    }
+
+    /// The lines of `events`.
+    fn lines(&self, events: &[Event<'_>]) -> Result<Vec<u8>, AuditError> {
         let mut bytes = Vec::with_capacity(320 * events.len());
         for event in events {
             self.line(event, &mut bytes)?;
         }
-        let mut sink = self.sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let written = sink.write_all(&bytes).and_then(|()| sink.flush());
+        Ok(bytes)
+    }
+
+    /// One write of `bytes` to the sink.
+    fn write(&self, bytes: &[u8]) -> io::Result<()> {
+        let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
+        let written = sink.write_all(bytes).and_then(|()| sink.flush());
         if written.is_err() {
             metrics::counter!("cache_audit_failures_total").increment(1);
         }
-        Ok(written?)
+        written
     }
 
     /// Appends the JSON line of `event` to `out`.
@@ -282,6 +357,15 @@ impl Audit {
         serde_json::to_writer(&mut *out, &line).map_err(io::Error::other)?;
         out.push(b'\n');
         Ok(())
+    }
+}
+
+/// The lead of a group commit: writes what is pending when dropped.
+struct Leader<'a>(&'a Audit);
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        self.0.write_pending();
     }
 }
 
@@ -367,6 +451,83 @@ mod tests {
         for (line, guid) in lines.iter().zip(&guids) {
             assert_eq!(line["guid_hmac"], audit.guid_hmac(guid));
         }
+    }
+
+    fn put_event<'a>(caller: &'a Caller, guid: &'a Guid) -> Event<'a> {
+        let mut event = Event::new(Action::ContactPut, "ok", Actor::Caller(caller, None));
+        event.guid = Some(guid);
+        event
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn commits_ready_together_share_one_write_and_each_waits_for_it() {
+        let sink = Counting::default();
+        let audit = Arc::new(Audit::new(Box::new(sink.clone()), Zeroizing::new([7u8; 32]), Clock::System));
+        let caller =
+            Arc::new(Caller { name: "clinic-a".into(), role: Role::Emr, site: Some("site-1001".into()) });
+        let guids: Vec<Guid> = (0..20).map(|_| Guid::random().unwrap()).collect();
+        let tasks: Vec<_> = guids
+            .iter()
+            .map(|guid| {
+                let (audit, caller, sink, guid) = (audit.clone(), caller.clone(), sink.clone(), *guid);
+                tokio::spawn(async move {
+                    audit.commit(&[put_event(&caller, &guid)]).await.unwrap();
+                    // Answered only once its own line is written.
+                    let written = String::from_utf8(sink.0.lock().unwrap().1.clone()).unwrap();
+                    assert!(written.contains(&audit.guid_hmac(&guid)));
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let (writes, bytes) = sink.0.lock().unwrap().clone();
+        assert_eq!(writes, 1, "twenty commits ready at once go out in one write");
+        let text = String::from_utf8(bytes).unwrap();
+        assert_eq!(text.lines().count(), 20);
+        for guid in &guids {
+            assert!(text.contains(&audit.guid_hmac(guid)));
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn every_commit_of_a_failed_group_write_fails() {
+        let audit =
+            Arc::new(Audit::open(Path::new("/dev/full"), Zeroizing::new([0u8; 32]), Clock::System).unwrap());
+        let tasks: Vec<_> = (0..5)
+            .map(|_| {
+                let audit = audit.clone();
+                tokio::spawn(async move {
+                    audit.commit(&[Event::new(Action::StatsRead, "ok", Actor::System)]).await
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert!(task.await.unwrap().is_err());
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_leader_dropped_while_it_yields_still_writes_for_the_others() {
+        let sink = Counting::default();
+        let audit = Arc::new(Audit::new(Box::new(sink.clone()), Zeroizing::new([7u8; 32]), Clock::System));
+        let caller = Caller { name: "clinic-a".into(), role: Role::Emr, site: Some("site-1001".into()) };
+        let (first, second) = (Guid::random().unwrap(), Guid::random().unwrap());
+        let lead = put_event(&caller, &first);
+        let follow = put_event(&caller, &second);
+        let mut leader = Box::pin(audit.commit(std::slice::from_ref(&lead)));
+        // Polled once: it takes the lead, adds its line and yields.
+        assert!(futures_util::FutureExt::now_or_never(&mut leader).is_none());
+        let follower = audit.commit(std::slice::from_ref(&follow));
+        let mut follower = Box::pin(follower);
+        assert!(futures_util::FutureExt::now_or_never(&mut follower).is_none());
+        drop(leader);
+        follower.await.unwrap();
+        let text = String::from_utf8(sink.0.lock().unwrap().1.clone()).unwrap();
+        assert!(text.contains(&audit.guid_hmac(&first)) && text.contains(&audit.guid_hmac(&second)));
+        // The lead was given up: a later commit leads and writes by itself.
+        audit.commit(&[Event::new(Action::StatsRead, "ok", Actor::System)]).await.unwrap();
+        assert_eq!(sink.0.lock().unwrap().0, 2);
     }
 
     #[test]

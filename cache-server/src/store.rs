@@ -94,8 +94,8 @@ pub enum EntryState {
     Leased {
         /// What it was handed out for.
         kind: DueKind,
-        /// When the lease runs out.
-        until: i64,
+        /// When the lease runs out (see [`lease_until`]).
+        until: u32,
     },
 }
 
@@ -115,16 +115,20 @@ pub enum DueKind {
     Suppress,
 }
 
+/// One contact in the map: 56 bytes (72 with its GUID, per slot of the hash table), so that
+/// ten million fit in 3 GiB (BENCHMARKS.md); `day_index`, [`lease_until`] and `u16` attempts
+/// keep it there (`entries_stay_56_bytes` in the tests).
 struct Entry {
     /// Shared by every entry of the site (see [`Sites`]): no allocation per entry.
     site_id: Arc<str>,
-    day: i64,
+    /// The UTC day it was stored on (see [`day_index`]).
+    day: i32,
     /// When the entry's current work is due (Unix seconds): its send-after time, the time an
     /// Ack planned, or the moment of an opt-out. Orders LeaseDue, oldest first.
     due_at: i64,
     state: EntryState,
-    /// Times the current work was handed out.
-    attempts: u32,
+    /// Times the current work was handed out (saturating).
+    attempts: u16,
     /// Messages acked SENT so far (the invitation, when a reminder is planned).
     sent: u8,
     sealed: Box<[u8]>,
@@ -134,6 +138,18 @@ impl Entry {
     fn size(&self) -> usize {
         entry_size(self.site_id.len(), self.sealed.len())
     }
+}
+
+/// A day number as an entry keeps it: jiff's timestamps span years -9999 to 9999, about
+/// 3.7 million days either side of 1970, well inside `i32`.
+fn day_index(day: i64) -> i32 {
+    i32::try_from(day).unwrap_or(if day < 0 { i32::MIN } else { i32::MAX })
+}
+
+/// A lease's end as an entry keeps it: Unix seconds in a `u32`, which lasts until 2106; a
+/// later end saturates (the lease then runs until the contact expires).
+pub(crate) fn lease_until(seconds: i64) -> u32 {
+    u32::try_from(seconds.max(0)).unwrap_or(u32::MAX)
 }
 
 fn entry_size(site_len: usize, sealed_len: usize) -> usize {
@@ -248,7 +264,7 @@ impl Store {
     }
 
     fn is_expired(&self, entry: &Entry, now: Timestamp) -> bool {
-        now >= self.expires_at(entry.day)
+        now >= self.expires_at(i64::from(entry.day))
     }
 
     /// Checks and stores `contact` under a new GUID.
@@ -292,7 +308,7 @@ impl Store {
                 let sealed = key.seal(plaintext, &aad(&guid, &site_id))?.into_boxed_slice();
                 slot.insert(Entry {
                     site_id,
-                    day,
+                    day: day_index(day),
                     due_at: send_after,
                     state: EntryState::Pending,
                     attempts: 0,
@@ -337,7 +353,7 @@ impl Store {
 
     /// Opens and decodes the contact of `entry`.
     fn open(&self, guid: &Guid, entry: &Entry) -> Result<Contact, StoreError> {
-        let key = self.keys.get(entry.day).ok_or(StoreError::NotFound)?;
+        let key = self.keys.get(i64::from(entry.day)).ok_or(StoreError::NotFound)?;
         let plaintext = key.open(&entry.sealed, &aad(guid, &entry.site_id))?;
         Contact::decode(&plaintext[..]).map_err(|_| StoreError::Corrupt)
     }
@@ -383,10 +399,12 @@ impl Store {
         let now = self.clock.now();
         let last_expired_day = utc_day(now) - i64::from(self.limits.retention_days);
         let expired: Vec<Guid> =
-            self.entries.iter().filter(|e| e.day <= last_expired_day).map(|e| *e.key()).collect();
+            self.entries.iter().filter(|e| i64::from(e.day) <= last_expired_day).map(|e| *e.key()).collect();
         let mut removed = 0;
         for guid in &expired {
-            if let Some((_, mut entry)) = self.entries.remove_if(guid, |_, e| e.day <= last_expired_day) {
+            if let Some((_, mut entry)) =
+                self.entries.remove_if(guid, |_, e| i64::from(e.day) <= last_expired_day)
+            {
                 self.release(entry.size());
                 entry.sealed.zeroize();
                 removed += 1;

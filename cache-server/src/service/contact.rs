@@ -16,7 +16,7 @@ pub(super) fn parse_guid(text: &str) -> Result<Guid, Status> {
 
 /// Runs `op` on the GUID of a request, audits the answer (with `detail`), and counts a
 /// NOT_FOUND.
-pub(super) fn by_guid<T>(
+pub(super) async fn by_guid<T>(
     ctx: &Context,
     who: &Authorized,
     rpc: Rpc,
@@ -28,29 +28,29 @@ pub(super) fn by_guid<T>(
         Ok(guid) => guid,
         Err(status) => {
             let refused: Result<T, Status> = Err(status);
-            ctx.audit_answer_with(who, rpc, None, None, detail, &refused)?;
+            ctx.audit_answer_with(who, rpc, None, None, detail, &refused).await?;
             return refused;
         }
     };
     let result = op(&guid);
     // Fail closed: if this cannot be audited, the answer (a contact, say) is not given.
-    ctx.audit_answer_with(who, rpc, Some(&guid), None, detail, &result)?;
+    ctx.audit_answer_with(who, rpc, Some(&guid), None, detail, &result).await?;
     if matches!(&result, Err(status) if status.code() == Code::NotFound) {
         ctx.count_not_found(who);
     }
     result
 }
 
-pub(super) fn get(ctx: &Context, who: &Authorized, guid: &str) -> Result<Contact, Status> {
-    by_guid(ctx, who, Rpc::GetContact, guid, None, |guid| Ok(ctx.store.get(guid)?))
+pub(super) async fn get(ctx: &Context, who: &Authorized, guid: &str) -> Result<Contact, Status> {
+    by_guid(ctx, who, Rpc::GetContact, guid, None, |guid| Ok(ctx.store.get(guid)?)).await
 }
 
-pub(super) fn delete(ctx: &Context, who: &Authorized, guid: &str) -> Result<(), Status> {
+pub(super) async fn delete(ctx: &Context, who: &Authorized, guid: &str) -> Result<(), Status> {
     // An EMR connector erases only its own site's contacts; any other GUID is NOT_FOUND to it.
     let site = who.caller.site.as_deref();
-    by_guid(ctx, who, Rpc::DeleteContact, guid, None, |guid| Ok(ctx.store.delete(guid, site)?))
+    by_guid(ctx, who, Rpc::DeleteContact, guid, None, |guid| Ok(ctx.store.delete(guid, site)?)).await
 }
 
-pub(super) fn opt_out(ctx: &Context, who: &Authorized, guid: &str) -> Result<(), Status> {
-    by_guid(ctx, who, Rpc::OptOut, guid, None, |guid| Ok(ctx.store.opt_out(guid)?))
+pub(super) async fn opt_out(ctx: &Context, who: &Authorized, guid: &str) -> Result<(), Status> {
+    by_guid(ctx, who, Rpc::OptOut, guid, None, |guid| Ok(ctx.store.opt_out(guid)?)).await
 }

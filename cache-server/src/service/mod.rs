@@ -121,6 +121,15 @@ impl Context {
         })
     }
 
+    /// Commits `event` to the audit log (a group commit, see [`Audit::commit`]); an error
+    /// means it is not on record.
+    async fn commit(&self, event: Event<'_>) -> Result<(), Status> {
+        self.audit.commit(&[event]).await.map_err(|err| {
+            error!(cause = %err, "audit write failed; refusing the request");
+            audit_unavailable()
+        })
+    }
+
     /// Records `events` with one write; an error means none of them is on record.
     fn record_all(&self, events: &[Event<'_>]) -> Result<(), Status> {
         self.audit.record_all(events).map_err(|err| {
@@ -171,18 +180,18 @@ impl Context {
     }
 
     /// Audits the answer of one operation. An error means the answer must not be given.
-    pub(crate) fn audit_answer<T>(
+    pub(crate) async fn audit_answer<T>(
         &self,
         who: &Authorized,
         rpc: Rpc,
         guid: Option<&Guid>,
         result: &Result<T, Status>,
     ) -> Result<(), Status> {
-        self.audit_answer_with(who, rpc, guid, None, None, result)
+        self.audit_answer_with(who, rpc, guid, None, None, result).await
     }
 
     /// [`Context::audit_answer`] with a count and a short fixed detail.
-    pub(crate) fn audit_answer_with<T>(
+    pub(crate) async fn audit_answer_with<T>(
         &self,
         who: &Authorized,
         rpc: Rpc,
@@ -196,7 +205,7 @@ impl Context {
         event.guid = guid;
         event.count = count;
         event.detail = detail;
-        self.record(event)
+        self.commit(event).await
     }
 
     /// Counts a NOT_FOUND against the caller; audits the start of a lock-out.
@@ -240,11 +249,11 @@ impl ContactCache for CacheService {
         &self,
         request: Request<PutContactRequest>,
     ) -> Result<Response<PutContactResponse>, Status> {
-        let result = self
-            .ctx
-            .authorize(&request, Rpc::PutContact)
-            .and_then(|who| put::one(&self.ctx, &who, Rpc::PutContact, request.into_inner()))
-            .map(Response::new);
+        let result = match self.ctx.authorize(&request, Rpc::PutContact) {
+            Ok(who) => put::one(&self.ctx, &who, Rpc::PutContact, request.into_inner()).await,
+            Err(status) => Err(status),
+        }
+        .map(Response::new);
         observe(Rpc::PutContact, &result);
         result
     }
@@ -262,11 +271,11 @@ impl ContactCache for CacheService {
     }
 
     async fn get_contact(&self, request: Request<GetContactRequest>) -> Result<Response<Contact>, Status> {
-        let result = self
-            .ctx
-            .authorize(&request, Rpc::GetContact)
-            .and_then(|who| contact::get(&self.ctx, &who, &request.into_inner().guid))
-            .map(Response::new);
+        let result = match self.ctx.authorize(&request, Rpc::GetContact) {
+            Ok(who) => contact::get(&self.ctx, &who, &request.into_inner().guid).await,
+            Err(status) => Err(status),
+        }
+        .map(Response::new);
         observe(Rpc::GetContact, &result);
         result
     }
@@ -275,21 +284,21 @@ impl ContactCache for CacheService {
         &self,
         request: Request<DeleteContactRequest>,
     ) -> Result<Response<DeleteContactResponse>, Status> {
-        let result = self
-            .ctx
-            .authorize(&request, Rpc::DeleteContact)
-            .and_then(|who| contact::delete(&self.ctx, &who, &request.into_inner().guid))
-            .map(|()| Response::new(DeleteContactResponse {}));
+        let result = match self.ctx.authorize(&request, Rpc::DeleteContact) {
+            Ok(who) => contact::delete(&self.ctx, &who, &request.into_inner().guid).await,
+            Err(status) => Err(status),
+        }
+        .map(|()| Response::new(DeleteContactResponse {}));
         observe(Rpc::DeleteContact, &result);
         result
     }
 
     async fn opt_out(&self, request: Request<OptOutRequest>) -> Result<Response<OptOutResponse>, Status> {
-        let result = self
-            .ctx
-            .authorize(&request, Rpc::OptOut)
-            .and_then(|who| contact::opt_out(&self.ctx, &who, &request.into_inner().guid))
-            .map(|()| Response::new(OptOutResponse {}));
+        let result = match self.ctx.authorize(&request, Rpc::OptOut) {
+            Ok(who) => contact::opt_out(&self.ctx, &who, &request.into_inner().guid).await,
+            Err(status) => Err(status),
+        }
+        .map(|()| Response::new(OptOutResponse {}));
         observe(Rpc::OptOut, &result);
         result
     }
@@ -298,31 +307,36 @@ impl ContactCache for CacheService {
         &self,
         request: Request<LeaseDueRequest>,
     ) -> Result<Response<LeaseDueResponse>, Status> {
-        let result = self
-            .ctx
-            .authorize(&request, Rpc::LeaseDue)
-            .and_then(|who| queue::lease_due(&self.ctx, &who, request.into_inner()))
-            .map(Response::new);
+        let result = match self.ctx.authorize(&request, Rpc::LeaseDue) {
+            Ok(who) => queue::lease_due(&self.ctx, &who, request.into_inner()).await,
+            Err(status) => Err(status),
+        }
+        .map(Response::new);
         observe(Rpc::LeaseDue, &result);
         result
     }
 
     async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
-        let result = self
-            .ctx
-            .authorize(&request, Rpc::Ack)
-            .and_then(|who| queue::ack(&self.ctx, &who, request.into_inner()))
-            .map(|()| Response::new(AckResponse {}));
+        let result = match self.ctx.authorize(&request, Rpc::Ack) {
+            Ok(who) => queue::ack(&self.ctx, &who, request.into_inner()).await,
+            Err(status) => Err(status),
+        }
+        .map(|()| Response::new(AckResponse {}));
         observe(Rpc::Ack, &result);
         result
     }
 
     async fn stats(&self, request: Request<StatsRequest>) -> Result<Response<StatsResponse>, Status> {
-        let result = self.ctx.authorize(&request, Rpc::Stats).and_then(|who| {
-            let answer = Ok(stats::response(&self.ctx.store, &self.ctx.instance));
-            self.ctx.audit_answer(&who, Rpc::Stats, None, &answer)?;
-            answer
-        });
+        let result = match self.ctx.authorize(&request, Rpc::Stats) {
+            Ok(who) => {
+                let answer = Ok(stats::response(&self.ctx.store, &self.ctx.instance));
+                match self.ctx.audit_answer(&who, Rpc::Stats, None, &answer).await {
+                    Ok(()) => answer,
+                    Err(status) => Err(status),
+                }
+            }
+            Err(status) => Err(status),
+        };
         let result = result.map(Response::new);
         observe(Rpc::Stats, &result);
         result

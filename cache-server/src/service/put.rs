@@ -17,7 +17,7 @@ use crate::{audit::Event, auth::Rpc, error::invalid, validate::FieldError};
 const STREAM_BUFFER: usize = 128;
 
 /// Checks, stores and audits the contact of one request.
-pub(super) fn one(
+pub(super) async fn one(
     ctx: &Context,
     who: &Authorized,
     rpc: Rpc,
@@ -25,7 +25,7 @@ pub(super) fn one(
 ) -> Result<PutContactResponse, Status> {
     let result = store(ctx, who, request);
     let guid = result.as_ref().ok().map(|(guid, _)| *guid);
-    if let Err(status) = ctx.audit_answer(who, rpc, guid.as_ref(), &result) {
+    if let Err(status) = ctx.audit_answer(who, rpc, guid.as_ref(), &result).await {
         // Fail closed: what cannot be audited is not kept.
         if let Some(guid) = guid {
             let _ = ctx.store.delete(&guid, None);

@@ -23,7 +23,7 @@ fn bad(field: &'static str, message: &'static str) -> Status {
 ///
 /// Fail-closed: if the lease cannot be audited, no contact is handed out and the leases
 /// just taken are given back, so the contacts are due again at once.
-pub(super) fn lease_due(
+pub(super) async fn lease_due(
     ctx: &Context,
     who: &Authorized,
     request: LeaseDueRequest,
@@ -31,7 +31,7 @@ pub(super) fn lease_due(
     let result =
         check_lease(ctx, &request).map(|()| ctx.store.lease_due(request.max as usize, request.lease_seconds));
     let count = result.as_ref().ok().map(|due| due.len() as u64);
-    if let Err(status) = ctx.audit_answer_with(who, Rpc::LeaseDue, None, count, None, &result) {
+    if let Err(status) = ctx.audit_answer_with(who, Rpc::LeaseDue, None, count, None, &result).await {
         if let Ok(due) = &result {
             ctx.store.give_back(due);
         }
@@ -77,7 +77,7 @@ fn wire(due: Due) -> DueContact {
 }
 
 /// Records the outcome of one lease; audits it with the GUID (as its HMAC) and the outcome.
-pub(super) fn ack(ctx: &Context, who: &Authorized, request: AckRequest) -> Result<(), Status> {
+pub(super) async fn ack(ctx: &Context, who: &Authorized, request: AckRequest) -> Result<(), Status> {
     let outcome = match AckOutcome::try_from(request.outcome) {
         Ok(AckOutcome::Sent) => Some(Outcome::Sent),
         Ok(AckOutcome::RetryAt) => Some(Outcome::RetryAt),
@@ -112,4 +112,5 @@ pub(super) fn ack(ctx: &Context, who: &Authorized, request: AckRequest) -> Resul
         metrics::counter!("cache_outreach_acks_total", "outcome" => outcome.as_str()).increment(1);
         Ok(())
     })
+    .await
 }

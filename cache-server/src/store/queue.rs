@@ -15,7 +15,7 @@ use proto::v1::Contact;
 use tracing::error;
 use zeroize::Zeroize;
 
-use super::{DueKind, Entry, EntryState, Store, StoreError};
+use super::{DueKind, Entry, EntryState, Store, StoreError, lease_until};
 use crate::{guid::Guid, validate::FieldError};
 
 /// One entry handed out by [`Store::lease_due`], with its contact.
@@ -77,7 +77,7 @@ fn due_kind(entry: &Entry, now: i64) -> Option<DueKind> {
     match entry.state {
         EntryState::Pending => (entry.due_at <= now).then_some(DueKind::Invite),
         EntryState::OptedOut => Some(DueKind::Suppress),
-        EntryState::Leased { kind, until } => (until <= now).then_some(kind),
+        EntryState::Leased { kind, until } => (i64::from(until) <= now).then_some(kind),
     }
 }
 
@@ -96,8 +96,8 @@ impl Store {
     pub fn lease_due(&self, max: usize, lease_seconds: u32) -> Vec<Due> {
         let now = self.clock.now();
         let now_s = now.as_second();
-        let until = now_s.saturating_add(i64::from(lease_seconds));
-        let lease_expires_at = Timestamp::from_second(until).unwrap_or(Timestamp::MAX);
+        let until = lease_until(now_s.saturating_add(i64::from(lease_seconds)));
+        let lease_expires_at = Timestamp::from_second(i64::from(until)).unwrap_or(Timestamp::MAX);
 
         // The `max` oldest candidates: a max-heap that drops its largest past `max`.
         let mut oldest = BinaryHeap::with_capacity(max.saturating_add(1));
@@ -132,7 +132,14 @@ impl Store {
                 DueKind::Invite => u32::from(entry.sent),
                 DueKind::Suppress => 0,
             };
-            leased.push(Due { guid, contact, kind, lease_expires_at, attempt: entry.attempts, sent_before });
+            leased.push(Due {
+                guid,
+                contact,
+                kind,
+                lease_expires_at,
+                attempt: u32::from(entry.attempts),
+                sent_before,
+            });
         }
         leased
     }
@@ -143,7 +150,8 @@ impl Store {
     pub fn give_back(&self, leased: &[Due]) {
         for due in leased {
             let Some(mut entry) = self.entries.get_mut(&due.guid) else { continue };
-            let lease = EntryState::Leased { kind: due.kind, until: due.lease_expires_at.as_second() };
+            let lease =
+                EntryState::Leased { kind: due.kind, until: lease_until(due.lease_expires_at.as_second()) };
             if entry.state == lease {
                 entry.state = match due.kind {
                     DueKind::Invite => EntryState::Pending,
@@ -205,7 +213,7 @@ impl Store {
         if at <= now {
             return Err(bad("retry_at", "must be in the future"));
         }
-        if at >= self.expires_at(entry.day) {
+        if at >= self.expires_at(i64::from(entry.day)) {
             return Err(bad("retry_at", "is after the contact would expire"));
         }
         let entry = slot.get_mut();
