@@ -3,40 +3,17 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "common/daemon.rs"]
+mod daemon;
 
-use std::{
-    process::Stdio,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{path::Path, time::Duration};
 
-use common::{contact, install_crypto_provider};
-use proto::v1::{
-    GetContactRequest, PutContactRequest, StatsRequest, contact_cache_client::ContactCacheClient,
-};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-    process::{Child, Command},
-};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use common::contact;
+use daemon::{BIN, Daemon, Launch, setup, spawn};
+use proto::v1::{GetContactRequest, PutContactRequest, StatsRequest};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cache-server");
-
-struct Daemon {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    grpc: String,
-    metrics: String,
-}
-
-fn certs(dir: &std::path::Path) {
-    let status = std::process::Command::new(BIN)
-        .args(["certs", "--out"])
-        .arg(dir)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+/// The development PKI that `setup` made holds every file an operator needs.
+fn assert_pki(dir: &Path) {
     for name in [
         "ca.pem",
         "ca.key",
@@ -51,102 +28,16 @@ fn certs(dir: &std::path::Path) {
     }
 }
 
-fn config_file(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("cache-server.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\nshutdown_grace_seconds = 5\n\
-             [tls]\ncert = \"{0}/cache-server.pem\"\nkey = \"{0}/cache-server.key\"\nclient_ca = \"{0}/ca.pem\"\n\
-             [audit]\npath = \"{0}/audit.jsonl\"\nkey_file = \"{0}/audit.key\"\n\
-             [log]\nformat = \"json\"\nfilter = \"debug\"\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
-    path
-}
-
-async fn spawn(config: &std::path::Path, extra: &[&str]) -> Daemon {
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .args(extra)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let mut reader = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (mut grpc, mut metrics) = (None, None);
-    while grpc.is_none() || metrics.is_none() {
-        let line = tokio::time::timeout(Duration::from_secs(60), reader.next_line())
-            .await
-            .expect("the daemon logs its addresses")
-            .unwrap()
-            .unwrap_or_else(|| panic!("the daemon exited: {:?}", lines.lock().unwrap()));
-        let addr = serde_json::from_str::<serde_json::Value>(&line)
-            .ok()
-            .and_then(|v| Some((v["message"].as_str()?.to_string(), v["addr"].as_str()?.to_string())));
-        match addr {
-            Some((m, a)) if m == "grpc listening" => grpc = Some(a),
-            Some((m, a)) if m == "metrics listening" => metrics = Some(a),
-            _ => {}
-        }
-        lines.lock().unwrap().push(line);
-    }
-    let sink = lines.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = reader.next_line().await {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    Daemon { child, lines, grpc: grpc.unwrap(), metrics: metrics.unwrap() }
+/// Starts the daemon of `config` (PKI in `dir`) with `extra` flags.
+async fn start(config: &Path, dir: &Path, extra: &[&str]) -> Daemon {
+    let args = extra.iter().map(ToString::to_string).collect();
+    spawn(config, dir, Launch { args, ..Launch::default() }).await
 }
 
 impl Daemon {
-    async fn client(&self, dir: &std::path::Path, name: &str) -> ContactCacheClient<Channel> {
-        install_crypto_provider();
-        let ca = std::fs::read_to_string(dir.join("ca.pem")).unwrap();
-        let cert = std::fs::read_to_string(dir.join(format!("{name}.pem"))).unwrap();
-        let key = std::fs::read_to_string(dir.join(format!("{name}.key"))).unwrap();
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(ca))
-            .identity(Identity::from_pem(cert, key))
-            .domain_name("localhost");
-        let channel = Channel::from_shared(format!("https://{}", self.grpc))
-            .unwrap()
-            .tls_config(tls)
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        ContactCacheClient::new(channel)
-    }
-
-    async fn metrics(&self) -> String {
-        let mut stream = tokio::net::TcpStream::connect(&self.metrics).await.unwrap();
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut body = String::new();
-        stream.read_to_string(&mut body).await.unwrap();
-        body
-    }
-
-    fn vm_locked_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id().unwrap())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmLck:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-
     /// Sends SIGTERM and waits for a clean exit.
     async fn terminate(mut self) -> Vec<String> {
-        let pid = self.child.id().unwrap() as libc::pid_t;
-        // SAFETY: kill with a valid pid of our own child and a standard signal.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        self.signal(libc::SIGTERM);
         let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await.unwrap().unwrap();
         assert_eq!(status.code(), Some(0), "a clean shutdown exits 0");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -157,8 +48,8 @@ impl Daemon {
 #[tokio::test]
 async fn bad_configuration_exits_64_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    certs(dir.path());
-    let config = config_file(dir.path());
+    let config = setup(dir.path(), "");
+    assert_pki(dir.path());
     let cases: [&[&str]; 5] = [
         &["--set", "store.retention_days=31"],
         &["--set", "store.sweep_schedule=sometimes"],
@@ -191,15 +82,15 @@ async fn bad_configuration_exits_64_with_one_line() {
 #[tokio::test]
 async fn serves_locks_memory_drains_on_sigterm_and_restarts_empty() {
     let dir = tempfile::tempdir().unwrap();
-    certs(dir.path());
-    let config = config_file(dir.path());
+    let config = setup(dir.path(), "");
+    assert_pki(dir.path());
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
 
-    let daemon = spawn(&config, if root { &[] } else { &["--allow-unlocked"] }).await;
-    let mut emr = daemon.client(dir.path(), "emr-site-1001").await;
-    let mut outreach = daemon.client(dir.path(), "outreach").await;
-    let mut admin = daemon.client(dir.path(), "admin").await;
+    let daemon = start(&config, dir.path(), if root { &[] } else { &["--allow-unlocked"] }).await;
+    let mut emr = daemon.client("emr-site-1001").await;
+    let mut outreach = daemon.client("outreach").await;
+    let mut admin = daemon.client("admin").await;
     let mut planted = Vec::new();
     let mut guids = Vec::new();
     for n in 0..20 {
@@ -213,7 +104,7 @@ async fn serves_locks_memory_drains_on_sigterm_and_restarts_empty() {
     assert_eq!(stats.entries, 20);
     if root {
         assert!(stats.memory_locked);
-        assert!(daemon.vm_locked_kib() > 0, "VmLck of the daemon");
+        assert!(daemon.status_kib("VmLck:") > 0, "VmLck of the daemon");
     }
 
     let metrics = daemon.metrics().await;
@@ -227,9 +118,9 @@ async fn serves_locks_memory_drains_on_sigterm_and_restarts_empty() {
     let first_epoch = stats.instance_epoch;
     let mut logs = daemon.terminate().await;
 
-    let daemon = spawn(&config, if root { &[] } else { &["--allow-unlocked"] }).await;
-    let mut admin = daemon.client(dir.path(), "admin").await;
-    let mut outreach = daemon.client(dir.path(), "outreach").await;
+    let daemon = start(&config, dir.path(), if root { &[] } else { &["--allow-unlocked"] }).await;
+    let mut admin = daemon.client("admin").await;
+    let mut outreach = daemon.client("outreach").await;
     let stats = admin.stats(StatsRequest {}).await.unwrap().into_inner();
     assert_eq!(stats.entries, 0, "a restart starts empty");
     assert_ne!(stats.instance_epoch, first_epoch);
@@ -281,8 +172,8 @@ async fn refuses_to_start_unlocked_when_locking_fails() {
         }
     }
     let dir = tempfile::tempdir().unwrap();
-    certs(dir.path());
-    let config = config_file(dir.path());
+    let config = setup(dir.path(), "");
+    assert_pki(dir.path());
     let out = std::process::Command::new("setpriv")
         .args(["--inh-caps=-ipc_lock", "--bounding-set=-ipc_lock", "--"])
         .arg("prlimit")

@@ -196,6 +196,21 @@ impl Tally {
         // Both histograms have the same bounds, so adding cannot fail.
         let _ = self.latency.add(&other.latency);
     }
+
+    /// The report of a run named `name` that took `elapsed`, with the CPU `cpu` measured.
+    fn report(self, name: &str, elapsed: Duration, cpu: &CpuMeter) -> Report {
+        let (server_cpu, client_cpu) = cpu.stop();
+        Report {
+            name: name.to_string(),
+            ok: self.ok,
+            errors: self.errors,
+            first_error: self.first_error,
+            elapsed,
+            latency: self.latency,
+            server_cpu,
+            client_cpu,
+        }
+    }
 }
 
 /// Runs a unary workload: puts over `put_clients` (an EMR connector's connections), gets of
@@ -256,18 +271,7 @@ pub async fn unary(
     for task in tasks {
         total.merge(task.await?);
     }
-    let elapsed = started.elapsed();
-    let (server_cpu, client_cpu) = cpu.stop();
-    Ok(Report {
-        name: work.name.clone(),
-        ok: total.ok,
-        errors: total.errors,
-        first_error: total.first_error,
-        elapsed,
-        latency: total.latency,
-        server_cpu,
-        client_cpu,
-    })
+    Ok(total.report(&work.name, started.elapsed(), &cpu))
 }
 
 /// A streaming workload: `contacts` in all over `streams` concurrent PutContacts streams.
@@ -357,17 +361,5 @@ pub async fn streaming(
         total.merge(tally);
         guids.extend(kept);
     }
-    let elapsed = started.elapsed();
-    let (server_cpu, client_cpu) = cpu.stop();
-    let report = Report {
-        name: work.name.clone(),
-        ok: total.ok,
-        errors: total.errors,
-        first_error: total.first_error,
-        elapsed,
-        latency: total.latency,
-        server_cpu,
-        client_cpu,
-    };
-    Ok((report, guids))
+    Ok((total.report(&work.name, started.elapsed(), &cpu), guids))
 }
