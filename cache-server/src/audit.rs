@@ -200,12 +200,23 @@ pub fn guid_hmac(key: &[u8; 32], guid: &Guid) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// What to undo if the lines of a commit cannot be written (see [`Audit::commit_or_undo`]).
+pub type Undo = Box<dyn FnOnce() + Send>;
+
+/// One commit waiting for its write.
+struct Waiter {
+    /// Told whether its lines were written.
+    done: oneshot::Sender<Result<(), io::ErrorKind>>,
+    /// Run by the writer if the write failed.
+    undo: Option<Undo>,
+}
+
 /// Lines waiting for a group commit, and who waits for them.
 #[derive(Default)]
 struct Pending {
     bytes: Vec<u8>,
-    /// One per waiting commit: told whether its lines were written.
-    waiters: Vec<oneshot::Sender<Result<(), io::ErrorKind>>>,
+    /// One per waiting commit.
+    waiters: Vec<Waiter>,
     /// A commit has taken the lead: it will write what is pending.
     led: bool,
 }
@@ -275,12 +286,19 @@ impl Audit {
     ///
     /// If the future is dropped before it completes, its lines may still be written.
     pub async fn commit(&self, events: &[Event<'_>]) -> Result<(), AuditError> {
+        self.commit_or_undo(events, None).await
+    }
+
+    /// [`Audit::commit`], and if the write that carries the lines fails, `undo` runs (on
+    /// whichever call wrote them) even if this future was dropped in the meantime: a call
+    /// cancelled while its line is being written cannot leave behind what was not audited.
+    pub async fn commit_or_undo(&self, events: &[Event<'_>], undo: Option<Undo>) -> Result<(), AuditError> {
         let bytes = self.lines(events)?;
         let (done, written) = oneshot::channel();
         let lead = {
             let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
             pending.bytes.extend_from_slice(&bytes);
-            pending.waiters.push(done);
+            pending.waiters.push(Waiter { done, undo });
             !std::mem::replace(&mut pending.led, true)
         };
         if lead {
@@ -310,7 +328,12 @@ impl Audit {
             };
             let written = self.write(&bytes).map_err(|err| err.kind());
             for waiter in waiters {
-                let _ = waiter.send(written);
+                if written.is_err()
+                    && let Some(undo) = waiter.undo
+                {
+                    undo();
+                }
+                let _ = waiter.done.send(written);
             }
         }
     }
@@ -528,6 +551,31 @@ mod tests {
         // The lead was given up: a later commit leads and writes by itself.
         audit.commit(&[Event::new(Action::StatsRead, "ok", Actor::System)]).await.unwrap();
         assert_eq!(sink.0.lock().unwrap().0, 2);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_failed_write_undoes_each_commit_even_one_dropped_meanwhile() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let audit = Audit::open(Path::new("/dev/full"), Zeroizing::new([0u8; 32]), Clock::System).unwrap();
+        let undone = Arc::new(AtomicUsize::new(0));
+        let undo = || {
+            let undone = undone.clone();
+            Some(Box::new(move || {
+                undone.fetch_add(1, Ordering::SeqCst);
+            }) as Undo)
+        };
+        let event = Event::new(Action::ContactPut, "ok", Actor::System);
+        let mut leader = Box::pin(audit.commit_or_undo(std::slice::from_ref(&event), undo()));
+        assert!(futures_util::FutureExt::now_or_never(&mut leader).is_none());
+        let mut cancelled = Box::pin(audit.commit_or_undo(std::slice::from_ref(&event), undo()));
+        assert!(futures_util::FutureExt::now_or_never(&mut cancelled).is_none());
+        drop(cancelled);
+        assert!(leader.await.is_err());
+        assert_eq!(undone.load(Ordering::SeqCst), 2, "both stores are undone, the cancelled one too");
+        // A write that succeeds undoes nothing.
+        let ok = Audit::new(Box::new(Counting::default()), Zeroizing::new([0u8; 32]), Clock::System);
+        ok.commit_or_undo(std::slice::from_ref(&event), undo()).await.unwrap();
+        assert_eq!(undone.load(Ordering::SeqCst), 2);
     }
 
     #[test]

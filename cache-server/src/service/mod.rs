@@ -28,7 +28,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use tracing::{error, warn};
 
 use crate::{
-    audit::{Action, Actor, Audit, Event},
+    audit::{Action, Actor, Audit, Event, Undo},
     auth::{Caller, Rpc, allowed},
     guid::Guid,
     memory::Protection,
@@ -123,8 +123,8 @@ impl Context {
 
     /// Commits `event` to the audit log (a group commit, see [`Audit::commit`]); an error
     /// means it is not on record.
-    async fn commit(&self, event: Event<'_>) -> Result<(), Status> {
-        self.audit.commit(&[event]).await.map_err(|err| {
+    async fn commit(&self, event: Event<'_>, undo: Option<Undo>) -> Result<(), Status> {
+        self.audit.commit_or_undo(&[event], undo).await.map_err(|err| {
             error!(cause = %err, "audit write failed; refusing the request");
             audit_unavailable()
         })
@@ -179,15 +179,20 @@ impl Context {
         Ok(who)
     }
 
-    /// Audits the answer of one operation. An error means the answer must not be given.
+    /// Audits the answer of one operation. An error means the answer must not be given;
+    /// `undo` runs if the line cannot be written, even if the call is dropped meanwhile.
     pub(crate) async fn audit_answer<T>(
         &self,
         who: &Authorized,
         rpc: Rpc,
         guid: Option<&Guid>,
         result: &Result<T, Status>,
+        undo: Option<Undo>,
     ) -> Result<(), Status> {
-        self.audit_answer_with(who, rpc, guid, None, None, result).await
+        let mut event = Event::new(action_of(rpc), code_name(result), who.actor());
+        event.rpc = Some(rpc.as_str());
+        event.guid = guid;
+        self.commit(event, undo).await
     }
 
     /// [`Context::audit_answer`] with a count and a short fixed detail.
@@ -205,7 +210,7 @@ impl Context {
         event.guid = guid;
         event.count = count;
         event.detail = detail;
-        self.commit(event).await
+        self.commit(event, None).await
     }
 
     /// Counts a NOT_FOUND against the caller; audits the start of a lock-out.
@@ -330,7 +335,7 @@ impl ContactCache for CacheService {
         let result = match self.ctx.authorize(&request, Rpc::Stats) {
             Ok(who) => {
                 let answer = Ok(stats::response(&self.ctx.store, &self.ctx.instance));
-                match self.ctx.audit_answer(&who, Rpc::Stats, None, &answer).await {
+                match self.ctx.audit_answer(&who, Rpc::Stats, None, &answer, None).await {
                     Ok(()) => answer,
                     Err(status) => Err(status),
                 }

@@ -11,7 +11,12 @@ use tonic_types::{ErrorDetails, StatusExt};
 use futures_util::FutureExt;
 
 use super::{Authorized, Context, action_of, code_name, observe, timestamp};
-use crate::{audit::Event, auth::Rpc, error::invalid, validate::FieldError};
+use crate::{
+    audit::{Event, Undo},
+    auth::Rpc,
+    error::invalid,
+    validate::FieldError,
+};
 
 /// Results a slow reader may leave unread before the stream stops taking items.
 const STREAM_BUFFER: usize = 128;
@@ -25,8 +30,15 @@ pub(super) async fn one(
 ) -> Result<PutContactResponse, Status> {
     let result = store(ctx, who, request);
     let guid = result.as_ref().ok().map(|(guid, _)| *guid);
-    if let Err(status) = ctx.audit_answer(who, rpc, guid.as_ref(), &result).await {
-        // Fail closed: what cannot be audited is not kept.
+    // Fail closed: what cannot be audited is not kept, even if the call is cancelled while
+    // its line is being written (the writer then erases it).
+    let undo = guid.map(|guid| {
+        let store = ctx.store.clone();
+        Box::new(move || {
+            let _ = store.delete(&guid, None);
+        }) as Undo
+    });
+    if let Err(status) = ctx.audit_answer(who, rpc, guid.as_ref(), &result, undo).await {
         if let Some(guid) = guid {
             let _ = ctx.store.delete(&guid, None);
         }
