@@ -39,6 +39,8 @@ pub(super) async fn one(
         }) as Undo
     });
     if let Err(status) = ctx.audit_answer(who, rpc, guid.as_ref(), &result, undo).await {
+        // A failed write has already run the undo; this erase is for a line that could not
+        // even be made (then no undo was handed over). Erasing twice is harmless.
         if let Some(guid) = guid {
             let _ = ctx.store.delete(&guid, None);
         }
