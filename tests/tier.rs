@@ -21,9 +21,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use tier_tests::{
-    Daemon, csrf, files_under, free_port, https_client, metric, run, wait_for_port, wait_until,
-};
+use test_support::{csrf, https_client};
+use tier_tests::{Daemon, files_under, free_port, metric, run, wait_for_port, wait_until};
 
 /// What the bridge's browser helper needs of a bridge: where its certificate is.
 #[derive(Debug)]
@@ -413,7 +412,7 @@ filter = "outreach_worker=debug,info"
     }
 
     // 3. Patients answer through the pages; R00001 declines.
-    let http = https_client(&pki.join("ca.pem"), tier.https);
+    let http = https_client(&pki.join("ca.pem"), ([127, 0, 0, 1], tier.https).into());
     let decliner = &rows[0];
     assert_eq!(decliner.row_id, "R00001");
     decline(&http, &public, &guid_of["R00001"]).await;

@@ -39,7 +39,8 @@ use rustls::{
     crypto::{CryptoProvider, ring},
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
-use tier_tests::{Daemon, free_port, https_client, run, wait_for_port};
+use test_support::https_client;
+use tier_tests::{Daemon, free_port, run, wait_for_port};
 
 // ---------------------------------------------------------------------------------------
 // The tier under test
@@ -623,7 +624,7 @@ async fn the_https_pages_refuse_old_tls_plaintext_and_weak_suites() {
         openssl_refused("pages", ports.https, &pki.path("ca.pem"), &[]);
     }
     // And a client with rustls' safe defaults gets a page.
-    let page = https_client(&pki.path("ca.pem"), ports.https)
+    let page = https_client(&pki.path("ca.pem"), ([127, 0, 0, 1], ports.https).into())
         .get(format!("https://localhost:{}/login", ports.https))
         .send()
         .await
@@ -685,7 +686,7 @@ async fn the_http_port_only_redirects_to_https() {
         "an h2c SETTINGS frame: {answer:?}"
     );
     // Over HTTPS the same paths are content.
-    let https = https_client(&pki.path("ca.pem"), ports.https);
+    let https = https_client(&pki.path("ca.pem"), ([127, 0, 0, 1], ports.https).into());
     let login = https.get(format!("https://localhost:{}/login", ports.https)).send().await.unwrap();
     assert_eq!(login.status(), reqwest::StatusCode::OK);
     assert!(login.text().await.unwrap().contains("<form"));

@@ -32,7 +32,6 @@ use proto::v1::{
     Channel as Preferred, Contact, DeleteContactRequest, GetContactRequest, PutContactRequest,
     contact_cache_client::ContactCacheClient,
 };
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use zeroizing_alloc::ZeroAlloc;
 
 /// Whether blocks are wiped when freed.
@@ -201,12 +200,7 @@ fn grpc(c: &mut Criterion) {
         addr
     });
     let client = |name: &str| {
-        let read = |file: String| std::fs::read_to_string(dir.path().join(file)).unwrap();
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(read("ca.pem".into())))
-            .identity(Identity::from_pem(read(format!("{name}.pem")), read(format!("{name}.key"))))
-            .domain_name("localhost");
-        let endpoint = Channel::from_shared(format!("https://{addr}")).unwrap().tls_config(tls).unwrap();
+        let endpoint = test_support::mtls_endpoint(dir.path(), name, addr);
         ContactCacheClient::new(runtime.block_on(async {
             for _ in 0..100 {
                 if let Ok(channel) = endpoint.connect().await {

@@ -13,15 +13,12 @@ use std::{
 };
 
 use common::{
+    email::email_settings,
     smtp::{SmtpOptions, SmtpSink},
     tier::{Tier, contact},
 };
 use jiff::SignedDuration;
-use outreach_worker::{
-    app,
-    config::{EmailSettings, SiteIdentity},
-    email::{EmailConfig, SmtpTls},
-};
+use outreach_worker::{app, config::SiteIdentity};
 use proto::v1::{Channel as Preferred, GetContactRequest};
 use tonic::Code;
 
@@ -114,21 +111,7 @@ async fn an_email_names_the_clinic_and_how_to_reach_it() {
     let mut config = tier.worker_config("w.db");
     config.sites.insert("site-1001".into(), soleil());
     config.sites.insert("site-2002".into(), other());
-    config.email = Some(EmailSettings {
-        smtp: EmailConfig {
-            host: "127.0.0.1".into(),
-            port: sink.port,
-            tls: SmtpTls::None,
-            username: None,
-            password: None,
-            from: "Patient survey <survey@clinic.example.org>".into(),
-            ca_file: None,
-            pool_max: 2,
-            timeout_seconds: 10,
-        },
-        password_file: None,
-        per_second: 100,
-    });
+    config.email = Some(email_settings(sink.port, "Patient survey <survey@clinic.example.org>"));
     let w = app::build(&config, tier.clock.clone()).await.unwrap();
     for (address, lang) in [("ana.patient@example.org", "en"), ("bea.patiente@example.org", "fr")] {
         let mut c = contact("", address, lang);

@@ -13,7 +13,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::smtp::{SmtpOptions, SmtpSink, free_port};
+use common::{
+    email::smtp_config,
+    smtp::{SmtpOptions, SmtpSink, free_port},
+};
 use outreach_worker::{
     email::{EmailConfig, EmailMessage, EmailOutcome, Mailer, SmtpTls},
     templates::{Templates, Vars},
@@ -38,17 +41,7 @@ fn unsubscribe() -> String {
 }
 
 fn config(port: u16, tls: SmtpTls) -> EmailConfig {
-    EmailConfig {
-        host: "127.0.0.1".into(),
-        port,
-        tls,
-        username: None,
-        password: None,
-        from: FROM.into(),
-        ca_file: None,
-        pool_max: 2,
-        timeout_seconds: 10,
-    }
+    smtp_config(port, tls, FROM)
 }
 
 fn message(to: &str, lang: &str) -> EmailMessage {

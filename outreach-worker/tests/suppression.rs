@@ -6,24 +6,7 @@ use outreach_worker::suppression::{ContactKeys, Suppression, SuppressionKey};
 /// The databases to test against: a new SQLite file, and a new PostgreSQL database when
 /// `BRIDGE_TEST_POSTGRES_URL` is set (`BRIDGE_REQUIRE_POSTGRES=1` makes its absence fail).
 async fn databases(dir: &std::path::Path) -> Vec<String> {
-    let mut urls = vec![format!("sqlite://{}?mode=rwc", dir.join("worker.db").display())];
-    match std::env::var("BRIDGE_TEST_POSTGRES_URL") {
-        Ok(admin) => urls.push(new_postgres_database(&admin).await),
-        Err(_) if std::env::var("BRIDGE_REQUIRE_POSTGRES").is_ok() => {
-            panic!("BRIDGE_REQUIRE_POSTGRES is set but BRIDGE_TEST_POSTGRES_URL is not")
-        }
-        Err(_) => eprintln!("BRIDGE_TEST_POSTGRES_URL not set: PostgreSQL not tested here"),
-    }
-    urls
-}
-
-async fn new_postgres_database(admin: &str) -> String {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
-    let name = format!("worker_{}", uuid::Uuid::new_v4().simple());
-    sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
+    test_support::databases(dir, "worker").await
 }
 
 fn key() -> SuppressionKey {

@@ -6,17 +6,13 @@
 mod common;
 
 use common::{
+    email::email_settings,
     smtp::{SmtpOptions, SmtpSink},
     tier::{Tier, contact},
     twilio::error,
 };
 use jiff::SignedDuration;
-use outreach_worker::{
-    app,
-    config::{CampaignSettings, EmailSettings},
-    email::{EmailConfig, SmtpTls},
-    worker::Worker,
-};
+use outreach_worker::{app, config::CampaignSettings, worker::Worker};
 use proto::{
     ledger::PendingOptOutsRequest,
     v1::{Channel as Preferred, GetContactRequest, LeaseDueRequest, OptOutRequest},
@@ -275,21 +271,7 @@ async fn an_email_invitation_arrives_in_french_with_the_link_and_one_click_unsub
     let Some(sink) = SmtpSink::start(SmtpOptions::default()) else { return };
     let tier = Tier::start().await;
     let mut config = tier.worker_config("w.db");
-    config.email = Some(EmailSettings {
-        smtp: EmailConfig {
-            host: "127.0.0.1".into(),
-            port: sink.port,
-            tls: SmtpTls::None,
-            username: None,
-            password: None,
-            from: "Sondage de la clinique <survey@clinic.example.org>".into(),
-            ca_file: None,
-            pool_max: 2,
-            timeout_seconds: 10,
-        },
-        password_file: None,
-        per_second: 100,
-    });
+    config.email = Some(email_settings(sink.port, "Sondage de la clinique <survey@clinic.example.org>"));
     let w = app::build(&config, tier.clock.clone()).await.unwrap();
     let address = "patient.fr@example.org";
     let mut c = contact(PHONE, address, "fr");

@@ -15,10 +15,7 @@ use proto::v1::{
 };
 use survey_bridge::config::CacheClientConfig;
 use tokio::{net::TcpListener, sync::oneshot};
-use tonic::{
-    Code,
-    transport::{Certificate, Channel, ClientTlsConfig, Identity},
-};
+use tonic::{Code, transport::Channel};
 
 /// Starts a cache-server on `listener` with the PKI in `dir`; drop the sender to stop it.
 fn start_cache(dir: &Path, listener: TcpListener) -> oneshot::Sender<()> {
@@ -38,19 +35,7 @@ fn start_cache(dir: &Path, listener: TcpListener) -> oneshot::Sender<()> {
 }
 
 async fn cache_client(dir: &Path, port: u16, name: &str) -> ContactCacheClient<Channel> {
-    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read("ca.pem")))
-        .identity(Identity::from_pem(read(&format!("{name}.pem")), read(&format!("{name}.key"))))
-        .domain_name("localhost");
-    let channel = Channel::from_shared(format!("https://127.0.0.1:{port}"))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    ContactCacheClient::new(channel)
+    ContactCacheClient::new(test_support::mtls_channel(dir, name, ([127, 0, 0, 1], port).into()).await)
 }
 
 fn cache_config(dir: &Path, port: u16) -> CacheClientConfig {

@@ -126,39 +126,10 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// An HTTPS client that trusts the CA in `ca_pem`, reaches `localhost` at 127.0.0.1,
-/// follows no redirects and keeps no cookies.
-pub fn https_client(ca_pem: &Path, port: u16) -> reqwest::Client {
-    use rustls_pki_types::{CertificateDer, pem::PemObject};
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_file(ca_pem).expect("the CA")).expect("a usable CA");
-    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("TLS versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .resolve("localhost", std::net::SocketAddr::from(([127, 0, 0, 1], port)))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("a client")
-}
-
 /// The value of the metric line that starts with `name` (with its labels, if any) in a
 /// Prometheus text page.
 pub fn metric(page: &str, name: &str) -> Option<f64> {
     page.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l[name.len()..].trim().parse().ok())
-}
-
-/// The hidden `csrf` value in a page.
-pub fn csrf(page: &str) -> String {
-    let at = page.find("name=\"csrf\"").expect("a csrf field");
-    let window = &page[at.saturating_sub(200)..(at + 200).min(page.len())];
-    let value = window.split("value=\"").nth(1).expect("a value");
-    value[..value.find('"').expect("a closing quote")].to_string()
 }

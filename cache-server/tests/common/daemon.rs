@@ -15,7 +15,7 @@ use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     process::{Child, Command},
 };
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::Channel;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_cache-server");
 
@@ -133,21 +133,9 @@ pub fn daemon_under(outer: u32) -> u32 {
 }
 
 impl Daemon {
+    /// A client presenting the certificate written for `name` (e.g. `outreach`).
     pub async fn client(&self, name: &str) -> ContactCacheClient<Channel> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let read = |file: String| std::fs::read_to_string(self.pki.join(file)).unwrap();
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(read("ca.pem".into())))
-            .identity(Identity::from_pem(read(format!("{name}.pem")), read(format!("{name}.key"))))
-            .domain_name("localhost");
-        let channel = Channel::from_shared(format!("https://{}", self.grpc))
-            .unwrap()
-            .tls_config(tls)
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        ContactCacheClient::new(channel)
+        ContactCacheClient::new(test_support::mtls_channel(&self.pki, name, self.grpc.parse().unwrap()).await)
     }
 
     pub async fn metrics(&self) -> String {

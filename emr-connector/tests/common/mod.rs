@@ -12,7 +12,7 @@ use cache_server::{Listeners, RunError, certs::DevPki, clock::Clock, config::Con
 use proto::v1::{StatsRequest, contact_cache_client::ContactCacheClient};
 use tempfile::TempDir;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::Channel;
 
 /// Sites with a connector certificate in the test PKI.
 pub const SITES: [&str; 2] = ["site-1001", "site-1002"];
@@ -101,19 +101,7 @@ impl Cache {
 
     /// A client presenting the certificate written for `name` (`admin`, `emr-site-1001`...).
     pub async fn client_as(&self, name: &str) -> ContactCacheClient<Channel> {
-        let read = |f: String| std::fs::read_to_string(self.pki.path(&f)).unwrap();
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(read("ca.pem".into())))
-            .identity(Identity::from_pem(read(format!("{name}.pem")), read(format!("{name}.key"))))
-            .domain_name("localhost");
-        let channel = Channel::from_shared(format!("https://127.0.0.1:{}", self.addr.port()))
-            .unwrap()
-            .tls_config(tls)
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        ContactCacheClient::new(channel)
+        ContactCacheClient::new(test_support::mtls_channel(self.pki.dir.path(), name, self.addr).await)
     }
 
     /// Contacts the cache holds, as its admin sees them.

@@ -16,7 +16,7 @@ use proto::{
 use survey_bridge::config::BridgeConfig;
 use tempfile::TempDir;
 use tokio::{net::TcpListener, sync::oneshot};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::Channel;
 
 use super::twilio::{self, Twilio};
 
@@ -130,21 +130,7 @@ impl Tier {
 
     /// An HTTPS client for the bridge's pages that trusts the test CA.
     pub fn http(&self) -> reqwest::Client {
-        use rustls_pki_types::{CertificateDer, pem::PemObject};
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from_pem_file(self.path("ca.pem")).unwrap()).unwrap();
-        let tls =
-            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-        reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .resolve("localhost", self.bridge_https)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap()
+        test_support::https_client(&self.path("ca.pem"), self.bridge_https)
     }
 
     /// A file in the tier's folder.
@@ -180,13 +166,7 @@ impl Tier {
     }
 
     async fn channel(&self, addr: SocketAddr, name: &str) -> Channel {
-        let c = self.grpc(addr, name);
-        let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap();
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(read(&c.ca)))
-            .identity(Identity::from_pem(read(&c.cert), read(&c.key)))
-            .domain_name("localhost");
-        Channel::from_shared(c.url).unwrap().tls_config(tls).unwrap().connect_lazy()
+        test_support::mtls_endpoint(self.dir.path(), name, addr).connect_lazy()
     }
 
     /// A cache client as the caller `name` (`emr-site-1001`, `outreach`, `bridge`, `admin`).

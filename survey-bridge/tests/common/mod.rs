@@ -15,38 +15,22 @@ use proto::ledger::{
 use survey_bridge::{Listeners, RunError, config::BridgeConfig};
 use tempfile::TempDir;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::Channel;
+
+pub use test_support::csrf;
 
 /// Where the manual clock starts.
 pub const START: &str = "2026-11-24T15:00:00Z";
 
 /// The databases every storage test runs against: a new SQLite file, and a new PostgreSQL
-/// database when `BRIDGE_TEST_POSTGRES_URL` is set (CI sets it, and sets
-/// `BRIDGE_REQUIRE_POSTGRES=1` so that its absence fails rather than skips).
+/// database when `BRIDGE_TEST_POSTGRES_URL` is set ([`test_support::databases`]).
 pub async fn databases(dir: &std::path::Path) -> Vec<String> {
-    let mut urls = vec![format!("sqlite://{}?mode=rwc", dir.join("bridge.db").display())];
-    match std::env::var("BRIDGE_TEST_POSTGRES_URL") {
-        Ok(admin) => urls.push(new_postgres_database(&admin).await),
-        Err(_) if std::env::var("BRIDGE_REQUIRE_POSTGRES").is_ok() => {
-            panic!("BRIDGE_REQUIRE_POSTGRES is set but BRIDGE_TEST_POSTGRES_URL is not")
-        }
-        Err(_) => eprintln!("BRIDGE_TEST_POSTGRES_URL not set: PostgreSQL not tested here"),
-    }
-    urls
+    test_support::databases(dir, "bridge").await
 }
 
 /// A new SQLite database, for tests whose subject does not depend on the database.
 pub fn sqlite(dir: &std::path::Path) -> String {
     format!("sqlite://{}?mode=rwc", dir.join("bridge.db").display())
-}
-
-async fn new_postgres_database(admin: &str) -> String {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
-    let name = format!("bridge_{}", uuid::Uuid::new_v4().simple());
-    sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
 }
 
 /// A bridge running in this process.
@@ -150,21 +134,7 @@ impl Bridge {
     /// An HTTPS client that trusts the test CA, does not follow redirects, and sends no
     /// cookies.
     pub fn http(&self) -> reqwest::Client {
-        use rustls_pki_types::{CertificateDer, pem::PemObject};
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from_pem_file(self.path("ca.pem")).unwrap()).unwrap();
-        let tls =
-            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-        reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .resolve("localhost", self.https)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap()
+        test_support::https_client(&self.path("ca.pem"), self.https)
     }
 
     /// Consents on the page of `guid` and submits the built-in survey (`overall` 9).
@@ -223,21 +193,7 @@ impl Bridge {
 
     /// A ledger client presenting the certificate written for `name` (e.g. `outreach`).
     pub async fn ledger_as(&self, name: &str) -> InvitationLedgerClient<Channel> {
-        let cert = std::fs::read_to_string(self.path(&format!("{name}.pem"))).unwrap();
-        let key = std::fs::read_to_string(self.path(&format!("{name}.key"))).unwrap();
-        let ca = std::fs::read_to_string(self.path("ca.pem")).unwrap();
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(ca))
-            .identity(Identity::from_pem(cert, key))
-            .domain_name("localhost");
-        let channel = Channel::from_shared(format!("https://127.0.0.1:{}", self.grpc.port()))
-            .unwrap()
-            .tls_config(tls)
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        InvitationLedgerClient::new(channel)
+        InvitationLedgerClient::new(test_support::mtls_channel(self.dir.path(), name, self.grpc).await)
     }
 
     /// Records an invitation for `guid` as the outreach worker, sent at the clock's time.
@@ -278,12 +234,4 @@ pub fn invitation(
 /// A new random GUID in text form.
 pub fn guid() -> String {
     cache_server::guid::Guid::random().unwrap().to_string()
-}
-
-/// The hidden `csrf` value in a page.
-pub fn csrf(page: &str) -> String {
-    let at = page.find("name=\"csrf\"").expect("a csrf field");
-    let window = &page[at.saturating_sub(200)..(at + 200).min(page.len())];
-    let value = window.split("value=\"").nth(1).unwrap();
-    value[..value.find('"').unwrap()].to_string()
 }

@@ -1,0 +1,14 @@
+//! Set-up shared by the workspace's tests (a dev-dependency only).
+//!
+//! [`grpc`] opens a tonic channel over mutual TLS with a role certificate of a development
+//! PKI; [`https`] builds an HTTPS client that trusts the test CA and reads a page's CSRF
+//! token; [`db`] makes the databases a storage test runs against (SQLite, and PostgreSQL
+//! when configured). Everything panics on failure, as test set-up does.
+
+pub mod db;
+pub mod grpc;
+pub mod https;
+
+pub use db::databases;
+pub use grpc::{mtls_channel, mtls_endpoint};
+pub use https::{csrf, https_client};
