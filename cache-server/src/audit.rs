@@ -281,37 +281,49 @@ impl Audit {
     }
 
     /// Writes one line for each of `events`, together with the lines of the other commits
-    /// ready at the same moment (see the module documentation). Returns once the write that
-    /// carried them has returned; an error means none of them is on record.
+    /// ready at the same moment (see the module documentation). The lines are made and
+    /// queued when this is called, so the future holds none of `events`; it completes once
+    /// the write that carried them has returned. An error means none of them is on record.
     ///
     /// If the future is dropped before it completes, its lines may still be written.
-    pub async fn commit(&self, events: &[Event<'_>]) -> Result<(), AuditError> {
-        self.commit_or_undo(events, None).await
+    pub fn commit<'a>(
+        &'a self,
+        events: &[Event<'_>],
+    ) -> impl Future<Output = Result<(), AuditError>> + use<'a> {
+        self.commit_or_undo(events, None)
     }
 
     /// [`Audit::commit`], and if the write that carries the lines fails, `undo` runs (on
     /// whichever call wrote them) even if this future was dropped in the meantime: a call
     /// cancelled while its line is being written cannot leave behind what was not audited.
-    pub async fn commit_or_undo(&self, events: &[Event<'_>], undo: Option<Undo>) -> Result<(), AuditError> {
-        let bytes = self.lines(events)?;
-        let (done, written) = oneshot::channel();
-        let lead = {
+    pub fn commit_or_undo<'a>(
+        &'a self,
+        events: &[Event<'_>],
+        undo: Option<Undo>,
+    ) -> impl Future<Output = Result<(), AuditError>> + use<'a> {
+        let queued = self.lines(events).map(|bytes| {
+            let (done, written) = oneshot::channel();
             let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
             pending.bytes.extend_from_slice(&bytes);
             pending.waiters.push(Waiter { done, undo });
-            !std::mem::replace(&mut pending.led, true)
-        };
-        if lead {
-            // Dropping the guard writes what is pending, even if this future is dropped while
-            // it yields: the lead is never lost.
-            let guard = Leader(self);
-            tokio::task::yield_now().await;
-            drop(guard);
-        }
-        match written.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(kind)) => Err(AuditError(io::Error::new(kind, "the group write failed"))),
-            Err(_) => Err(AuditError(io::Error::other("the group write was abandoned"))),
+            // The first commit to find no write under way leads. Dropping its guard writes
+            // what is pending, even if the future is dropped unpolled or while it yields:
+            // the lead is never lost.
+            let lead = !std::mem::replace(&mut pending.led, true);
+            drop(pending);
+            (written, lead.then(|| Leader(self)))
+        });
+        async move {
+            let (written, leader) = queued?;
+            if let Some(guard) = leader {
+                tokio::task::yield_now().await;
+                drop(guard);
+            }
+            match written.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(kind)) => Err(AuditError(io::Error::new(kind, "the group write failed"))),
+                Err(_) => Err(AuditError(io::Error::other("the group write was abandoned"))),
+            }
         }
     }
 
@@ -547,6 +559,29 @@ mod tests {
         drop(leader);
         follower.await.unwrap();
         let text = String::from_utf8(sink.0.lock().unwrap().1.clone()).unwrap();
+        assert!(text.contains(&audit.guid_hmac(&first)) && text.contains(&audit.guid_hmac(&second)));
+        // The lead was given up: a later commit leads and writes by itself.
+        audit.commit(&[Event::new(Action::StatsRead, "ok", Actor::System)]).await.unwrap();
+        assert_eq!(sink.0.lock().unwrap().0, 2);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_commit_queues_its_line_when_called_and_a_leader_dropped_unpolled_writes_it() {
+        let sink = Counting::default();
+        let audit = Audit::new(Box::new(sink.clone()), Zeroizing::new([7u8; 32]), Clock::System);
+        let caller = Caller { name: "clinic-a".into(), role: Role::Emr, site: Some("site-1001".into()) };
+        let (first, second) = (Guid::random().unwrap(), Guid::random().unwrap());
+        // Both lines are queued by the calls themselves; the events can go before any poll.
+        let (leader, follower) = {
+            let (lead, follow) = (put_event(&caller, &first), put_event(&caller, &second));
+            (audit.commit(std::slice::from_ref(&lead)), audit.commit(std::slice::from_ref(&follow)))
+        };
+        assert_eq!(sink.0.lock().unwrap().0, 0, "nothing is written before the leader yields");
+        drop(leader);
+        follower.await.unwrap();
+        let (writes, bytes) = sink.0.lock().unwrap().clone();
+        let text = String::from_utf8(bytes).unwrap();
+        assert_eq!(writes, 1, "the dropped leader wrote both lines at once");
         assert!(text.contains(&audit.guid_hmac(&first)) && text.contains(&audit.guid_hmac(&second)));
         // The lead was given up: a later commit leads and writes by itself.
         audit.commit(&[Event::new(Action::StatsRead, "ok", Actor::System)]).await.unwrap();

@@ -149,10 +149,17 @@ fn main() -> ExitCode {
         eprintln!("cache-loadgen: cannot install the TLS crypto provider: {e:?}");
         return ExitCode::from(70);
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = cli.threads {
-        builder.worker_threads(threads.max(1));
-    }
+    // One thread: a current-thread runtime (no wake-ups across threads, like redis-benchmark's
+    // single event loop); more: a multi-thread one.
+    let mut builder = match cli.threads {
+        Some(0 | 1) => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {

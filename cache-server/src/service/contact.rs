@@ -14,43 +14,63 @@ pub(super) fn parse_guid(text: &str) -> Result<Guid, Status> {
     text.parse().map_err(|_| invalid(&FieldError { field: "guid", message: "is not a UUID in text form" }))
 }
 
-/// Runs `op` on the GUID of a request, audits the answer (with `detail`), and counts a
-/// NOT_FOUND.
-pub(super) async fn by_guid<T>(
-    ctx: &Context,
+/// Runs `op` on the GUID of a request: the GUID (if it parsed) and the answer.
+pub(super) fn by_guid<T>(
+    text: &str,
+    op: impl FnOnce(&Guid) -> Result<T, Status>,
+) -> (Option<Guid>, Result<T, Status>) {
+    match parse_guid(text) {
+        Ok(guid) => (Some(guid), op(&guid)),
+        Err(status) => (None, Err(status)),
+    }
+}
+
+/// Audits the `answer` of [`by_guid`] (with `detail`) and counts a NOT_FOUND.
+///
+/// The audit line is queued before this returns; the future waits for the line's write
+/// and then gives the answer.
+pub(super) fn answer<'a, T>(
+    ctx: &'a Context,
     who: &Authorized,
     rpc: Rpc,
-    text: &str,
     detail: Option<&str>,
-    op: impl FnOnce(&Guid) -> Result<T, Status>,
-) -> Result<T, Status> {
-    let guid = match parse_guid(text) {
-        Ok(guid) => guid,
-        Err(status) => {
-            let refused: Result<T, Status> = Err(status);
-            ctx.audit_answer_with(who, rpc, None, None, detail, &refused).await?;
-            return refused;
-        }
-    };
-    let result = op(&guid);
+    (guid, result): (Option<Guid>, Result<T, Status>),
+) -> impl Future<Output = Result<T, Status>> + use<'a, T> {
     // Fail closed: if this cannot be audited, the answer (a contact, say) is not given.
-    ctx.audit_answer_with(who, rpc, Some(&guid), None, detail, &result).await?;
-    if matches!(&result, Err(status) if status.code() == Code::NotFound) {
-        ctx.count_not_found(who);
+    let audited = ctx.audit_answer_with(who, rpc, guid.as_ref(), None, detail, &result);
+    let not_found = guid.is_some() && matches!(&result, Err(status) if status.code() == Code::NotFound);
+    let counted = not_found.then(|| who.clone());
+    async move {
+        audited.await?;
+        if let Some(who) = counted {
+            ctx.count_not_found(&who);
+        }
+        result
     }
-    result
 }
 
-pub(super) async fn get(ctx: &Context, who: &Authorized, guid: &str) -> Result<Contact, Status> {
-    by_guid(ctx, who, Rpc::GetContact, guid, None, |guid| Ok(ctx.store.get(guid)?)).await
+pub(super) fn get<'a>(
+    ctx: &'a Context,
+    who: &Authorized,
+    guid: &str,
+) -> impl Future<Output = Result<Contact, Status>> + use<'a> {
+    answer(ctx, who, Rpc::GetContact, None, by_guid(guid, |guid| Ok(ctx.store.get(guid)?)))
 }
 
-pub(super) async fn delete(ctx: &Context, who: &Authorized, guid: &str) -> Result<(), Status> {
+pub(super) fn delete<'a>(
+    ctx: &'a Context,
+    who: &Authorized,
+    guid: &str,
+) -> impl Future<Output = Result<(), Status>> + use<'a> {
     // An EMR connector erases only its own site's contacts; any other GUID is NOT_FOUND to it.
     let site = who.caller.site.as_deref();
-    by_guid(ctx, who, Rpc::DeleteContact, guid, None, |guid| Ok(ctx.store.delete(guid, site)?)).await
+    answer(ctx, who, Rpc::DeleteContact, None, by_guid(guid, |guid| Ok(ctx.store.delete(guid, site)?)))
 }
 
-pub(super) async fn opt_out(ctx: &Context, who: &Authorized, guid: &str) -> Result<(), Status> {
-    by_guid(ctx, who, Rpc::OptOut, guid, None, |guid| Ok(ctx.store.opt_out(guid)?)).await
+pub(super) fn opt_out<'a>(
+    ctx: &'a Context,
+    who: &Authorized,
+    guid: &str,
+) -> impl Future<Output = Result<(), Status>> + use<'a> {
+    answer(ctx, who, Rpc::OptOut, None, by_guid(guid, |guid| Ok(ctx.store.opt_out(guid)?)))
 }

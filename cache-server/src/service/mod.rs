@@ -15,7 +15,9 @@ mod put;
 mod queue;
 mod stats;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{future::ready, net::SocketAddr, sync::Arc};
+
+use futures_util::future::Either;
 
 use jiff::Timestamp;
 use proto::v1::{
@@ -94,6 +96,19 @@ fn action_of(rpc: Rpc) -> Action {
     }
 }
 
+/// The audit event of an answer of `rpc` to `who`.
+fn answer_event<'e, T>(
+    who: &'e Authorized,
+    rpc: Rpc,
+    guid: Option<&'e Guid>,
+    result: &Result<T, Status>,
+) -> Event<'e> {
+    let mut event = Event::new(action_of(rpc), code_name(result), who.actor());
+    event.rpc = Some(rpc.as_str());
+    event.guid = guid;
+    event
+}
+
 /// The name of an answer's code, as the audit log and the metrics give it: `ok`,
 /// `not_found`, `permission_denied`, ...
 fn code_name<T>(result: &Result<T, Status>) -> &'static str {
@@ -122,12 +137,20 @@ impl Context {
     }
 
     /// Commits `event` to the audit log (a group commit, see [`Audit::commit`]); an error
-    /// means it is not on record.
-    async fn commit(&self, event: Event<'_>, undo: Option<Undo>) -> Result<(), Status> {
-        self.audit.commit_or_undo(&[event], undo).await.map_err(|err| {
-            error!(cause = %err, "audit write failed; refusing the request");
-            audit_unavailable()
-        })
+    /// means it is not on record. The line is queued now: the future holds only the wait
+    /// for its write, which keeps each call's future small.
+    fn commit<'a>(
+        &'a self,
+        event: Event<'_>,
+        undo: Option<Undo>,
+    ) -> impl Future<Output = Result<(), Status>> + use<'a> {
+        let committed = self.audit.commit_or_undo(&[event], undo);
+        async move {
+            committed.await.map_err(|err| {
+                error!(cause = %err, "audit write failed; refusing the request");
+                audit_unavailable()
+            })
+        }
     }
 
     /// Records `events` with one write; an error means none of them is on record.
@@ -181,36 +204,31 @@ impl Context {
 
     /// Audits the answer of one operation. An error means the answer must not be given;
     /// `undo` runs if the line cannot be written, even if the call is dropped meanwhile.
-    pub(crate) async fn audit_answer<T>(
-        &self,
+    pub(crate) fn audit_answer<'a, T>(
+        &'a self,
         who: &Authorized,
         rpc: Rpc,
         guid: Option<&Guid>,
         result: &Result<T, Status>,
         undo: Option<Undo>,
-    ) -> Result<(), Status> {
-        let mut event = Event::new(action_of(rpc), code_name(result), who.actor());
-        event.rpc = Some(rpc.as_str());
-        event.guid = guid;
-        self.commit(event, undo).await
+    ) -> impl Future<Output = Result<(), Status>> + use<'a, T> {
+        self.commit(answer_event(who, rpc, guid, result), undo)
     }
 
     /// [`Context::audit_answer`] with a count and a short fixed detail.
-    pub(crate) async fn audit_answer_with<T>(
-        &self,
+    pub(crate) fn audit_answer_with<'a, T>(
+        &'a self,
         who: &Authorized,
         rpc: Rpc,
         guid: Option<&Guid>,
         count: Option<u64>,
         detail: Option<&str>,
         result: &Result<T, Status>,
-    ) -> Result<(), Status> {
-        let mut event = Event::new(action_of(rpc), code_name(result), who.actor());
-        event.rpc = Some(rpc.as_str());
-        event.guid = guid;
+    ) -> impl Future<Output = Result<(), Status>> + use<'a, T> {
+        let mut event = answer_event(who, rpc, guid, result);
         event.count = count;
         event.detail = detail;
-        self.commit(event, None).await
+        self.commit(event, None)
     }
 
     /// Counts a NOT_FOUND against the caller; audits the start of a lock-out.
@@ -254,11 +272,11 @@ impl ContactCache for CacheService {
         &self,
         request: Request<PutContactRequest>,
     ) -> Result<Response<PutContactResponse>, Status> {
-        let result = match self.ctx.authorize(&request, Rpc::PutContact) {
-            Ok(who) => put::one(&self.ctx, &who, Rpc::PutContact, request.into_inner()).await,
-            Err(status) => Err(status),
-        }
-        .map(Response::new);
+        let answer = match self.ctx.authorize(&request, Rpc::PutContact) {
+            Ok(who) => Either::Left(put::one(&self.ctx, &who, Rpc::PutContact, request.into_inner())),
+            Err(status) => Either::Right(ready(Err(status))),
+        };
+        let result = answer.await.map(Response::new);
         observe(Rpc::PutContact, &result);
         result
     }
@@ -276,11 +294,11 @@ impl ContactCache for CacheService {
     }
 
     async fn get_contact(&self, request: Request<GetContactRequest>) -> Result<Response<Contact>, Status> {
-        let result = match self.ctx.authorize(&request, Rpc::GetContact) {
-            Ok(who) => contact::get(&self.ctx, &who, &request.into_inner().guid).await,
-            Err(status) => Err(status),
-        }
-        .map(Response::new);
+        let answer = match self.ctx.authorize(&request, Rpc::GetContact) {
+            Ok(who) => Either::Left(contact::get(&self.ctx, &who, &request.into_inner().guid)),
+            Err(status) => Either::Right(ready(Err(status))),
+        };
+        let result = answer.await.map(Response::new);
         observe(Rpc::GetContact, &result);
         result
     }
@@ -289,21 +307,21 @@ impl ContactCache for CacheService {
         &self,
         request: Request<DeleteContactRequest>,
     ) -> Result<Response<DeleteContactResponse>, Status> {
-        let result = match self.ctx.authorize(&request, Rpc::DeleteContact) {
-            Ok(who) => contact::delete(&self.ctx, &who, &request.into_inner().guid).await,
-            Err(status) => Err(status),
-        }
-        .map(|()| Response::new(DeleteContactResponse {}));
+        let answer = match self.ctx.authorize(&request, Rpc::DeleteContact) {
+            Ok(who) => Either::Left(contact::delete(&self.ctx, &who, &request.into_inner().guid)),
+            Err(status) => Either::Right(ready(Err(status))),
+        };
+        let result = answer.await.map(|()| Response::new(DeleteContactResponse {}));
         observe(Rpc::DeleteContact, &result);
         result
     }
 
     async fn opt_out(&self, request: Request<OptOutRequest>) -> Result<Response<OptOutResponse>, Status> {
-        let result = match self.ctx.authorize(&request, Rpc::OptOut) {
-            Ok(who) => contact::opt_out(&self.ctx, &who, &request.into_inner().guid).await,
-            Err(status) => Err(status),
-        }
-        .map(|()| Response::new(OptOutResponse {}));
+        let answer = match self.ctx.authorize(&request, Rpc::OptOut) {
+            Ok(who) => Either::Left(contact::opt_out(&self.ctx, &who, &request.into_inner().guid)),
+            Err(status) => Either::Right(ready(Err(status))),
+        };
+        let result = answer.await.map(|()| Response::new(OptOutResponse {}));
         observe(Rpc::OptOut, &result);
         result
     }

@@ -22,12 +22,15 @@ use crate::{
 const STREAM_BUFFER: usize = 128;
 
 /// Checks, stores and audits the contact of one request.
-pub(super) async fn one(
-    ctx: &Context,
+///
+/// The contact is stored and its audit line queued before this returns; the future only
+/// waits for the line's write (so it holds neither the request nor the caller).
+pub(super) fn one<'a>(
+    ctx: &'a Context,
     who: &Authorized,
     rpc: Rpc,
     request: PutContactRequest,
-) -> Result<PutContactResponse, Status> {
+) -> impl Future<Output = Result<PutContactResponse, Status>> + use<'a> {
     let result = store(ctx, who, request);
     let guid = result.as_ref().ok().map(|(guid, _)| *guid);
     // Fail closed: what cannot be audited is not kept, even if the call is cancelled while
@@ -38,16 +41,21 @@ pub(super) async fn one(
             let _ = store.delete(&guid, None);
         }) as Undo
     });
-    if let Err(status) = ctx.audit_answer(who, rpc, guid.as_ref(), &result, undo).await {
-        // A failed write has already run the undo; this erase is for a line that could not
-        // even be made (then no undo was handed over). Erasing twice is harmless.
-        if let Some(guid) = guid {
-            let _ = ctx.store.delete(&guid, None);
+    let audited = ctx.audit_answer(who, rpc, guid.as_ref(), &result, undo);
+    async move {
+        if let Err(status) = audited.await {
+            // A failed write has already run the undo; this erase is for a line that could
+            // not even be made (then no undo was handed over). Erasing twice is harmless.
+            if let Some(guid) = guid {
+                let _ = ctx.store.delete(&guid, None);
+            }
+            return Err(status);
         }
-        return Err(status);
+        result.map(|(guid, expires_at)| PutContactResponse {
+            guid: guid.to_string(),
+            expires_at: Some(expires_at),
+        })
     }
-    result
-        .map(|(guid, expires_at)| PutContactResponse { guid: guid.to_string(), expires_at: Some(expires_at) })
 }
 
 fn store(

@@ -4,7 +4,11 @@
 use proto::v1::{AckOutcome, AckRequest, DueContact, LeaseDueRequest, LeaseDueResponse};
 use tonic::Status;
 
-use super::{Authorized, Context, contact::by_guid, timestamp};
+use super::{
+    Authorized, Context,
+    contact::{answer, by_guid},
+    timestamp,
+};
 use crate::{
     auth::Rpc,
     error::invalid,
@@ -87,7 +91,7 @@ pub(super) async fn ack(ctx: &Context, who: &Authorized, request: AckRequest) ->
         Ok(AckOutcome::Unspecified) | Err(_) => None,
     };
     let detail = outcome.map(Outcome::as_str);
-    by_guid(ctx, who, Rpc::Ack, &request.guid, detail, |guid| {
+    let answered = by_guid(&request.guid, |guid| {
         let outcome = outcome.ok_or_else(|| {
             bad(
                 "outcome",
@@ -111,6 +115,6 @@ pub(super) async fn ack(ctx: &Context, who: &Authorized, request: AckRequest) ->
         ctx.store.ack(guid, outcome, retry_at)?;
         metrics::counter!("cache_outreach_acks_total", "outcome" => outcome.as_str()).increment(1);
         Ok(())
-    })
-    .await
+    });
+    answer(ctx, who, Rpc::Ack, detail, answered).await
 }
