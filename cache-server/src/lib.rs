@@ -6,7 +6,7 @@
 //! - [`store`] holds the entries and their outreach state (the due queue); [`crypto`] seals
 //!   them under day keys; [`validate`] checks what comes in; [`sweep`] erases what expired.
 //! - [`service`] is the gRPC surface, [`error`] maps failures to statuses, [`tls`] accepts
-//!   connections and identifies callers by certificate, [`auth`] says which role may call
+//!   connections and identifies callers by certificate, [`serve`] serves HTTP/2 on them, [`auth`] says which role may call
 //!   what, [`audit`] writes the audit trail, [`throttle`] locks out callers that fail too
 //!   often.
 //! - [`memory`] locks memory and disables core dumps; [`config`] reads settings; [`certs`]
@@ -21,6 +21,7 @@ pub mod crypto;
 pub mod error;
 pub mod guid;
 pub mod memory;
+pub mod serve;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use proto::v1::{FILE_DESCRIPTOR_SET, contact_cache_server::ContactCacheServer};
 use rand::{TryRng, rngs::SysRng};
 use tokio::{net::TcpListener, sync::oneshot};
-use tonic::transport::Server;
+use tonic::service::Routes;
 use tracing::{info, warn};
 
 use crate::{
@@ -14,6 +14,7 @@ use crate::{
     clock::Clock,
     config::Config,
     memory::{self, MemoryError},
+    serve,
     service::{CacheService, Context, Instance},
     store::{Limits, Store},
     sweep, telemetry,
@@ -51,9 +52,6 @@ pub enum RunError {
     /// Server reflection could not be built.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
-    /// The gRPC server failed.
-    #[error("grpc server: {0}")]
-    Transport(#[from] tonic::transport::Error),
     /// The random source failed.
     #[error("the operating system's random source failed")]
     Random,
@@ -148,31 +146,24 @@ pub async fn run_with_audit(
     let (incoming, accept_task) = tls::incoming(listeners.grpc, Arc::new(acceptor));
 
     let (draining_tx, draining_rx) = oneshot::channel();
-    let server = Server::builder()
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(cache)
-        .serve_with_incoming_shutdown(incoming, async move {
-            shutdown.await;
-            info!("shutting down: refusing new connections, draining requests in flight");
-            let _ = draining_tx.send(());
-        });
+    let others = Routes::new(health_service).add_service(reflection);
+    let server = serve::serve(incoming, cache, others, async move {
+        shutdown.await;
+        info!("shutting down: refusing new connections, draining requests in flight");
+        let _ = draining_tx.send(());
+    });
     tokio::pin!(server);
 
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
-    let served = tokio::select! {
-        served = &mut server => served,
+    tokio::select! {
+        () = &mut server => {}
         _ = draining_rx => {
             health.set_not_serving::<ContactCacheServer<CacheService>>().await;
-            match tokio::time::timeout(grace, &mut server).await {
-                Ok(served) => served,
-                Err(_) => {
-                    warn!("drain deadline passed; closing the connections still open");
-                    Ok(())
-                }
+            if tokio::time::timeout(grace, &mut server).await.is_err() {
+                warn!("drain deadline passed; closing the connections still open");
             }
         }
-    };
+    }
 
     accept_task.abort();
     if let Some(task) = metrics_task {
@@ -186,5 +177,5 @@ pub async fn run_with_audit(
         warn!(cause = %err, "cannot audit the stop");
     }
     info!(epoch = instance.epoch, started_at = %instance.started_at, stopped_at = %Timestamp::now(), "stopped; store erased and keys destroyed");
-    served.map_err(RunError::from)
+    Ok(())
 }

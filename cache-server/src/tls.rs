@@ -128,6 +128,13 @@ pub struct PeerStream {
     peer: Arc<Peer>,
 }
 
+impl PeerStream {
+    /// Who is at the far end.
+    pub fn peer(&self) -> Arc<Peer> {
+        self.peer.clone()
+    }
+}
+
 impl Connected for PeerStream {
     type ConnectInfo = Arc<Peer>;
 

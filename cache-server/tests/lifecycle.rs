@@ -46,6 +46,20 @@ async fn health_and_reflection_are_served_on_the_same_port() {
 }
 
 #[tokio::test]
+async fn unknown_services_and_methods_answer_unimplemented() {
+    let server = start(|_| {}).await;
+    let channel = server.channel().await;
+    for path in ["/contactcache.v1.ContactCache/NoSuchMethod", "/no.such.v1.Service/Call"] {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.unwrap();
+        let codec = proto::codec::Codec1K::<StatsRequest, StatsRequest>::default();
+        let path = http::uri::PathAndQuery::from_static(path);
+        let status = grpc.unary(tonic::Request::new(StatsRequest {}), path.clone(), codec).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unimplemented, "{path}");
+    }
+}
+
+#[tokio::test]
 async fn the_scheduled_sweep_erases_expired_contacts() {
     // Every second, so the test need not wait for midnight; the clock it judges by is moved.
     let server = start(|c| c.store.sweep_schedule = "* * * * * *".into()).await;
