@@ -104,17 +104,28 @@ throughput() {
     --save '' --appendonly no --dir "$work" --logfile "$work/redis.log" --daemonize no &
   local redis_pid=$!
   pids+=("$redis_pid")
-  # The cache server: the release binary, mutual TLS, audit on (a file), memory locked.
-  "$server" serve --listen "127.0.0.1:$cache_port" "${unlocked[@]}" \
-    --set "tls.cert=$certs/cache-server.pem" --set "tls.key=$certs/cache-server.key" \
-    --set "tls.client_ca=$certs/ca.pem" --set "audit.key_file=$certs/audit.key" \
-    --set "audit.path=$work/audit.jsonl" --set log.filter=warn \
-    --set store.max_entries=20000000 --set store.max_bytes=8589934592 2>"$work/cache.log" &
-  local cache_pid=$!
-  pids+=("$cache_pid")
+  # The cache server: the release binary, mutual TLS, audit on (a file), memory locked. It is
+  # started afresh for each round, so that every round's gets and streams meet a store of the
+  # same size (a million or so contacts, like Redis's keyspace of -r 1000000) rather than the
+  # millions that earlier rounds left behind.
+  local cache_pid common
+  start_cache() {
+    "$server" serve --listen "127.0.0.1:$cache_port" "${unlocked[@]}" \
+      --set "tls.cert=$certs/cache-server.pem" --set "tls.key=$certs/cache-server.key" \
+      --set "tls.client_ca=$certs/ca.pem" --set "audit.key_file=$certs/audit.key" \
+      --set "audit.path=$work/audit.jsonl" --set log.filter=warn \
+      --set store.max_entries=20000000 --set store.max_bytes=8589934592 2>>"$work/cache.log" &
+    cache_pid=$!
+    pids+=("$cache_pid")
+    wait_port "$cache_port"
+    common=(--addr "127.0.0.1:$cache_port" --certs "$certs" --server-pid "$cache_pid" --connections "$CONNECTIONS")
+  }
+  stop_cache() {
+    kill "$cache_pid"; wait "$cache_pid" 2>/dev/null || true
+    # The audit trail grows by about 300 bytes a request: start each round afresh.
+    : >"$work/audit.jsonl"
+  }
   wait_port "$redis_tls_port"
-  wait_port "$cache_port"
-  local common=(--addr "127.0.0.1:$cache_port" --certs "$certs" --server-pid "$cache_pid" --connections "$CONNECTIONS")
 
   # Each round measures Redis and the cache back to back, so that each ratio compares two
   # figures taken seconds apart: these shared machines drift by a third within minutes.
@@ -129,6 +140,7 @@ throughput() {
   ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
   declare -A r c q
   for run in $(seq 1 "$REPEAT"); do
+    start_cache
     local set_plain set_tls get_tls set_tls_p put get put_tonic stream
     set_plain=$(redis_rps "$redis_plain_port" plain set 1 "$CLIENTS")
     set_tls=$(redis_rps "$redis_tls_port" tls set 1 "$CLIENTS")
@@ -148,11 +160,11 @@ throughput() {
     q[put]+="$(ratio "$put" "$set_tls") " q[get]+="$(ratio "$get" "$set_tls") "
     q[get_get]+="$(ratio "$get" "$get_tls") " q[put_tonic]+="$(ratio "$put_tonic" "$set_tls") "
     q[stream]+="$(ratio "$stream" "$set_tls_p") "
-    # The audit trail grows by about 300 bytes a request: start each round afresh.
-    : >"$work/audit.jsonl"
+    echo "cache (round $run): memory locked: $(awk '/VmLck/ {print $2, $3}' /proc/$cache_pid/status)" >&2
+    stop_cache
   done
-  echo "cache: $(grep -c . "$work/cache.log" || true) log lines; memory locked: $(awk '/VmLck/ {print $2, $3}' /proc/$cache_pid/status)"
-  kill "$redis_pid" "$cache_pid"; wait "$redis_pid" "$cache_pid" 2>/dev/null || true
+  echo "cache: $(grep -c . "$work/cache.log" || true) log lines"
+  kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true
   for k in "${!r[@]}"; do r[$k]=$(tr ' ' '\n' <<<"${r[$k]}" | grep . | best); done
   for k in "${!c[@]}"; do c[$k]=$(tr ' ' '\n' <<<"${c[$k]}" | grep . | best); done
   for k in "${!q[@]}"; do q[$k]=$(tr ' ' '\n' <<<"${q[$k]}" | grep . | median); done
