@@ -15,8 +15,8 @@
 # Knobs (environment): REQUESTS (unary requests per run, default 200000), STREAM_CONTACTS
 # (default 1000000), CLIENTS (requests in flight, default 50), CONNECTIONS (TLS connections
 # of the load generator per role, default 4), STREAMS (PutContacts streams, default 8),
-# LOADGEN_THREADS (runtime threads of the load generator for unary runs, default 1: like
-# redis-benchmark, one thread),
+# LOADGEN_THREADS (runtime threads of the load generator for unary runs, default 1: a
+# current-thread runtime, one event loop like redis-benchmark's),
 # VALUE_SIZE (bytes, default 300), PIPELINE (redis-benchmark -P for the streaming
 # comparison, default 16), REPEAT (rounds, each measuring Redis and the cache back to back;
 # default 5),
