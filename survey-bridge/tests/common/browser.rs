@@ -157,24 +157,35 @@ impl Chromium {
     /// of an untrusted chain, so pinning the test CA's key is not enough. No other
     /// certificate error is overlooked (`respect_https_errors`).
     pub async fn launch(bridge: &Bridge) -> Chromium {
-        let profile = tempfile::tempdir().unwrap();
         let server_key = spki_hash(&bridge.path("survey-bridge.pem"));
-        let config = BrowserConfig::builder()
-            .chrome_executable(CHROMIUM)
-            .no_sandbox()
-            .user_data_dir(profile.path())
-            .respect_https_errors()
-            .launch_timeout(WAIT)
-            .request_timeout(WAIT)
-            .args(FLAGS)
-            .arg(("host-resolver-rules", "MAP localhost 127.0.0.1, MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"))
-            .arg(("ignore-certificate-errors-spki-list", server_key.as_str()))
-            .build()
-            .unwrap();
-        let (browser, mut handler) = tokio::time::timeout(WAIT, Browser::launch(config))
-            .await
-            .expect("chromium launch timed out")
-            .unwrap();
+        // Chromium now and then dies while it starts on these shared machines (SIGSEGV before
+        // it answers the DevTools protocol); a start that fails is tried again in a new
+        // profile, twice at most. Nothing the tests check happens before a browser is up.
+        let mut attempt = 0;
+        let (browser, mut handler, profile) = loop {
+            attempt += 1;
+            let profile = tempfile::tempdir().unwrap();
+            let config = BrowserConfig::builder()
+                .chrome_executable(CHROMIUM)
+                .no_sandbox()
+                .user_data_dir(profile.path())
+                .respect_https_errors()
+                .launch_timeout(WAIT)
+                .request_timeout(WAIT)
+                .args(FLAGS)
+                .arg(("host-resolver-rules", "MAP localhost 127.0.0.1, MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"))
+                .arg(("ignore-certificate-errors-spki-list", server_key.as_str()))
+                .build()
+                .unwrap();
+            match tokio::time::timeout(WAIT, Browser::launch(config))
+                .await
+                .expect("chromium launch timed out")
+            {
+                Ok((browser, handler)) => break (browser, handler, profile),
+                Err(err) if attempt < 3 => eprintln!("chromium did not start (attempt {attempt}): {err}"),
+                Err(err) => panic!("chromium did not start in {attempt} attempts: {err:?}"),
+            }
+        };
         let handler = tokio::spawn(async move {
             while let Some(event) = handler.next().await {
                 if event.is_err() {
