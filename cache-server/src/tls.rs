@@ -36,6 +36,7 @@ use tokio::{
 };
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::Connected;
 use tracing::{debug, error, warn};
 
 use crate::{
@@ -130,6 +131,14 @@ pub struct PeerStream {
 impl PeerStream {
     /// Who is at the far end.
     pub fn peer(&self) -> Arc<Peer> {
+        self.peer.clone()
+    }
+}
+
+impl Connected for PeerStream {
+    type ConnectInfo = Arc<Peer>;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
         self.peer.clone()
     }
 }
