@@ -57,7 +57,7 @@ impl fmt::Display for Role {
 }
 
 /// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Caller {
     /// The certificate's common name, or its identity URI.
     pub name: String,
@@ -65,13 +65,6 @@ pub struct Caller {
     pub role: Role,
     /// The site of an EMR connector; none for other roles.
     pub site: Option<String>,
-}
-
-impl Caller {
-    /// A key naming this caller for lock-outs.
-    pub fn key(&self) -> String {
-        format!("{}/{}/{}", self.role, self.site.as_deref().unwrap_or(""), self.name)
-    }
 }
 
 /// The client certificate did not name a caller.

@@ -15,7 +15,7 @@ use crate::{
     config::Config,
     memory::{self, MemoryError},
     serve,
-    service::{CacheService, Context, Instance},
+    service::{CacheService, Context, GetContactEncoded, Instance},
     store::{Limits, Store},
     sweep, telemetry,
     throttle::Throttle,
@@ -127,8 +127,13 @@ pub async fn run_with_audit(
         instance,
         max_lease_batch: config.store.max_lease_batch,
     };
-    let cache = ContactCacheServer::new(CacheService::new(Arc::new(ctx)))
-        .max_decoding_message_size(config.store.max_message_bytes);
+    let ctx = Arc::new(ctx);
+    let routes = serve::CacheRoutes {
+        cache: ContactCacheServer::new(CacheService::new(ctx.clone()))
+            .max_decoding_message_size(config.store.max_message_bytes),
+        get_contact: GetContactEncoded::new(ctx),
+        max_request_bytes: config.store.max_message_bytes,
+    };
 
     if let Ok(addr) = listeners.grpc.local_addr() {
         info!(%addr, memory_locked = protection.locked, "grpc listening");
@@ -147,7 +152,7 @@ pub async fn run_with_audit(
 
     let (draining_tx, draining_rx) = oneshot::channel();
     let others = Routes::new(health_service).add_service(reflection);
-    let server = serve::serve(incoming, cache, others, async move {
+    let server = serve::serve(incoming, routes, others, async move {
         shutdown.await;
         info!("shutting down: refusing new connections, draining requests in flight");
         let _ = draining_tx.send(());

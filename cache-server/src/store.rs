@@ -19,7 +19,7 @@ use std::{
 use dashmap::DashMap;
 use jiff::Timestamp;
 use prost::Message;
-use proto::v1::Contact;
+use proto::{encoded::EncodedContact, v1::Contact};
 use zeroize::{Zeroize, Zeroizing};
 
 pub use queue::{Acked, Due, Outcome};
@@ -150,6 +150,11 @@ fn day_index(day: i64) -> i32 {
 /// later end saturates (the lease then runs until the contact expires).
 pub(crate) fn lease_until(seconds: i64) -> u32 {
     u32::try_from(seconds.max(0)).unwrap_or(u32::MAX)
+}
+
+/// Decodes an opened contact.
+fn decode(encoded: &EncodedContact) -> Result<Contact, StoreError> {
+    Contact::decode(encoded.as_bytes()).map_err(|_| StoreError::Corrupt)
 }
 
 fn entry_size(site_len: usize, sealed_len: usize) -> usize {
@@ -343,19 +348,30 @@ impl Store {
 
     /// Opens the contact stored under `guid`.
     pub fn get(&self, guid: &Guid) -> Result<Contact, StoreError> {
+        decode(&self.get_encoded(guid)?)
+    }
+
+    /// Opens the contact stored under `guid` without decoding it: its protobuf encoding,
+    /// as GetContact sends it (the bytes sealed by [`Store::put`], which the AEAD tag
+    /// vouches for).
+    pub fn get_encoded(&self, guid: &Guid) -> Result<EncodedContact, StoreError> {
         let now = self.clock.now();
         let entry = self.entries.get(guid).ok_or(StoreError::NotFound)?;
         if self.is_expired(&entry, now) || entry.state.opted_out() {
             return Err(StoreError::NotFound);
         }
-        self.open(guid, &entry)
+        self.open_encoded(guid, &entry)
     }
 
     /// Opens and decodes the contact of `entry`.
     fn open(&self, guid: &Guid, entry: &Entry) -> Result<Contact, StoreError> {
+        decode(&self.open_encoded(guid, entry)?)
+    }
+
+    /// Opens the contact of `entry`: its encoding.
+    fn open_encoded(&self, guid: &Guid, entry: &Entry) -> Result<EncodedContact, StoreError> {
         let key = self.keys.get(i64::from(entry.day)).ok_or(StoreError::NotFound)?;
-        let plaintext = key.open(&entry.sealed, &aad(guid, &entry.site_id))?;
-        Contact::decode(&plaintext[..]).map_err(|_| StoreError::Corrupt)
+        Ok(EncodedContact::new(key.open(&entry.sealed, &aad(guid, &entry.site_id))?))
     }
 
     /// Erases the contact stored under `guid` now.

@@ -118,7 +118,7 @@ pub struct Peer {
     /// The remote address.
     pub addr: SocketAddr,
     /// The caller, or why there is none.
-    pub identity: Result<Caller, IdentityError>,
+    pub identity: Result<Arc<Caller>, IdentityError>,
 }
 
 /// A TLS connection that carries its [`Peer`] into every request made on it.
@@ -252,7 +252,7 @@ pub fn incoming(
             tokio::spawn(async move {
                 match tokio::time::timeout(acceptor.handshake_timeout, tls.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let identity = identify(&stream);
+                        let identity = identify(&stream).map(Arc::new);
                         let peer = Arc::new(Peer { addr: peer, identity });
                         let _ = tx.send(Ok(PeerStream { inner: stream, peer })).await;
                     }

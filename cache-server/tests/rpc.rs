@@ -184,6 +184,9 @@ async fn oversized_messages_are_refused() {
     assert!(matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted | Code::InvalidArgument));
     let stats = c.admin.stats(StatsRequest {}).await.unwrap().into_inner();
     assert_eq!(stats.entries, 0);
+    // GetContact has a route of its own (it sends the stored encoding); the same limit holds.
+    let status = c.outreach.get_contact(GetContactRequest { guid: "g".repeat(4096) }).await.unwrap_err();
+    assert!(matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted), "{status:?}");
 }
 
 #[tokio::test]

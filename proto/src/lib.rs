@@ -4,7 +4,8 @@
 //! [`v1::FILE_DESCRIPTOR_SET`] (both packages) for server reflection. [`ledger`] is
 //! `surveybridge.v1`, the invitation ledger. [`v1::Contact`] is the one message that
 //! carries contact data: its `Debug` redacts phone and email, and its phone and email are
-//! zeroized when it is dropped. Every generated server and client uses [`codec::Codec1K`].
+//! zeroized when it is dropped; [`encoded::EncodedContact`] sends one that is already
+//! encoded. Every generated server and client uses [`codec::Codec1K`].
 
 /// The `contactcache.v1` package.
 pub mod v1 {
@@ -22,4 +23,5 @@ pub mod ledger {
 }
 
 pub mod codec;
+pub mod encoded;
 mod redact;

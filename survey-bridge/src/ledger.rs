@@ -73,7 +73,7 @@ impl Ledger {
         let peer = request.extensions().get::<Arc<Peer>>();
         let addr = peer.map(|p| p.addr);
         match peer.map(|p| &p.identity) {
-            Some(Ok(caller)) if caller.role == Role::Outreach => Ok((caller.clone(), addr)),
+            Some(Ok(caller)) if caller.role == Role::Outreach => Ok((Caller::clone(caller), addr)),
             Some(Ok(caller)) => {
                 let mut event =
                     Event::new("PERMISSION_DENIED", "permission_denied", Actor::Caller(caller, addr));

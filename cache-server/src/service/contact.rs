@@ -1,6 +1,6 @@
 //! GetContact, DeleteContact and OptOut: one contact by GUID.
 
-use proto::v1::Contact;
+use proto::encoded::EncodedContact;
 use tonic::{Code, Status};
 
 use super::{Authorized, Context};
@@ -49,12 +49,13 @@ pub(super) fn answer<'a, T>(
     }
 }
 
+/// The contact as stored: its encoding, sent without decoding it (see [`EncodedContact`]).
 pub(super) fn get<'a>(
     ctx: &'a Context,
     who: &Authorized,
     guid: &str,
-) -> impl Future<Output = Result<Contact, Status>> + use<'a> {
-    answer(ctx, who, Rpc::GetContact, None, by_guid(guid, |guid| Ok(ctx.store.get(guid)?)))
+) -> impl Future<Output = Result<EncodedContact, Status>> + use<'a> {
+    answer(ctx, who, Rpc::GetContact, None, by_guid(guid, |guid| Ok(ctx.store.get_encoded(guid)?)))
 }
 
 pub(super) fn delete<'a>(

@@ -15,18 +15,23 @@ mod put;
 mod queue;
 mod stats;
 
-use std::{future::ready, net::SocketAddr, sync::Arc};
+use std::{future::ready, net::SocketAddr, pin::Pin, sync::Arc};
 
 use futures_util::future::Either;
 
 use jiff::Timestamp;
-use proto::v1::{
-    AckRequest, AckResponse, Contact, DeleteContactRequest, DeleteContactResponse, GetContactRequest,
-    LeaseDueRequest, LeaseDueResponse, OptOutRequest, OptOutResponse, PutContactRequest, PutContactResponse,
-    PutContactResult, StatsRequest, StatsResponse, contact_cache_server::ContactCache,
+use prost::Message;
+use proto::{
+    encoded::EncodedContact,
+    v1::{
+        AckRequest, AckResponse, Contact, DeleteContactRequest, DeleteContactResponse, GetContactRequest,
+        LeaseDueRequest, LeaseDueResponse, OptOutRequest, OptOutResponse, PutContactRequest,
+        PutContactResponse, PutContactResult, StatsRequest, StatsResponse,
+        contact_cache_server::ContactCache,
+    },
 };
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming, server::UnaryService};
 use tracing::{error, warn};
 
 use crate::{
@@ -58,7 +63,7 @@ pub struct Context {
     /// The audit log.
     pub audit: Arc<Audit>,
     /// NOT_FOUND answers per caller, for lock-outs.
-    pub lockout: Throttle<String>,
+    pub lockout: Throttle<Arc<Caller>>,
     /// This process.
     pub instance: Instance,
     /// The most contacts one LeaseDue may ask for.
@@ -68,7 +73,8 @@ pub struct Context {
 /// An authorised caller and where it called from.
 #[derive(Debug, Clone)]
 pub(crate) struct Authorized {
-    caller: Caller,
+    /// Shared with the connection's [`Peer`]: no copy per call.
+    caller: Arc<Caller>,
     addr: Option<SocketAddr>,
 }
 
@@ -192,7 +198,7 @@ impl Context {
                 rpc.as_str()
             )));
         }
-        if self.lockout.is_blocked(&who.caller.key()) {
+        if self.lockout.is_blocked(&who.caller) {
             let mut event = Event::new(action_of(rpc), "resource_exhausted", who.actor());
             event.rpc = Some(rpc.as_str());
             event.detail = Some("caller throttled");
@@ -233,7 +239,7 @@ impl Context {
 
     /// Counts a NOT_FOUND against the caller; audits the start of a lock-out.
     pub(crate) fn count_not_found(&self, who: &Authorized) {
-        if self.lockout.record_failure(&who.caller.key()) {
+        if self.lockout.record_failure(&who.caller) {
             warn!(caller = %who.caller.name, role = %who.caller.role, "too many unknown GUIDs: caller throttled");
             let event = Event::new(Action::CallerThrottled, "resource_exhausted", who.actor());
             if let Err(err) = self.audit.record(event) {
@@ -266,6 +272,46 @@ fn timestamp(t: Timestamp) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: t.as_second(), nanos: t.subsec_nanosecond() }
 }
 
+/// GetContact: the contact's encoding as stored, sent as it is.
+async fn get_contact(
+    ctx: &Context,
+    request: Request<GetContactRequest>,
+) -> Result<Response<EncodedContact>, Status> {
+    let answer = match ctx.authorize(&request, Rpc::GetContact) {
+        Ok(who) => Either::Left(contact::get(ctx, &who, &request.into_inner().guid)),
+        Err(status) => Either::Right(ready(Err(status))),
+    };
+    let result = answer.await.map(Response::new);
+    observe(Rpc::GetContact, &result);
+    result
+}
+
+/// GetContact as the daemon serves it (see `serve.rs`): the opened contact is the answer's
+/// wire form, so it is sent without being decoded into a [`Contact`] (a `String` per field)
+/// and encoded again, and it is wiped when sent. The generated server's `get_contact` gives
+/// the same answer, decoded.
+#[derive(Debug, Clone)]
+pub struct GetContactEncoded {
+    ctx: Arc<Context>,
+}
+
+impl GetContactEncoded {
+    /// GetContact over `ctx`.
+    pub fn new(ctx: Arc<Context>) -> Self {
+        GetContactEncoded { ctx }
+    }
+}
+
+impl UnaryService<GetContactRequest> for GetContactEncoded {
+    type Response = EncodedContact;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<EncodedContact>, Status>> + Send>>;
+
+    fn call(&mut self, request: Request<GetContactRequest>) -> Self::Future {
+        let ctx = self.ctx.clone();
+        Box::pin(async move { get_contact(&ctx, request).await })
+    }
+}
+
 #[tonic::async_trait]
 impl ContactCache for CacheService {
     async fn put_contact(
@@ -293,14 +339,12 @@ impl ContactCache for CacheService {
         Ok(Response::new(put::stream(self.ctx.clone(), who, request.into_inner())))
     }
 
+    /// Not the daemon's route (that is [`GetContactEncoded`]); the same call, decoded.
     async fn get_contact(&self, request: Request<GetContactRequest>) -> Result<Response<Contact>, Status> {
-        let answer = match self.ctx.authorize(&request, Rpc::GetContact) {
-            Ok(who) => Either::Left(contact::get(&self.ctx, &who, &request.into_inner().guid)),
-            Err(status) => Either::Right(ready(Err(status))),
-        };
-        let result = answer.await.map(Response::new);
-        observe(Rpc::GetContact, &result);
-        result
+        let contact = get_contact(&self.ctx, request).await?.into_inner();
+        let contact = Contact::decode(contact.as_bytes())
+            .map_err(|_| Status::internal("a stored contact did not decode"))?;
+        Ok(Response::new(contact))
     }
 
     async fn delete_contact(
