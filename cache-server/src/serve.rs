@@ -108,7 +108,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = http2::Builder::new(TokioExecutor::new());
-    builder.timer(TokioTimer::new()).max_concurrent_streams(MAX_STREAMS);
+    // No `date` header: gRPC clients do not read it, and it is one more header to encode
+    // in every answer.
+    builder.timer(TokioTimer::new()).max_concurrent_streams(MAX_STREAMS).auto_date_header(false);
     let graceful = GracefulShutdown::new();
     {
         let mut incoming = pin!(incoming);
