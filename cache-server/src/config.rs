@@ -23,6 +23,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Seconds that requests in flight get to finish after SIGTERM or SIGINT.
     pub shutdown_grace_seconds: u64,
+    /// Threads that serve gRPC connections, each its own event loop (0: one per CPU).
+    pub connection_threads: usize,
     /// Certificates.
     pub tls: TlsConfig,
     /// Retention and bounds.
@@ -148,6 +150,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             metrics_listen: None,
             shutdown_grace_seconds: 20,
+            connection_threads: 0,
             tls: TlsConfig::default(),
             store: StoreConfig::default(),
             memory: MemoryConfig::default(),
@@ -243,6 +246,9 @@ impl Config {
             return Err(ConfigError::new(
                 "store.sweep_schedule is not a cron expression (sec min hour day-of-month month day-of-week)",
             ));
+        }
+        if self.connection_threads > 1024 {
+            return Err(ConfigError::new("connection_threads must be at most 1024 (0: one per CPU)"));
         }
         if self.tls.handshake_timeout_seconds == 0 {
             return Err(ConfigError::new("tls.handshake_timeout_seconds must be at least 1"));
@@ -346,6 +352,8 @@ mod tests {
             ("log.filter", "a=b=c", "log.filter"),
             ("lockout.max_not_found", "0", "lockout.max_not_found"),
             ("store.max_lease_batch", "0", "store.max_lease_batch"),
+            ("connection_threads", "5000", "connection_threads"),
+            ("connection_threads", "-1", "connection_threads"),
         ];
         for (key, value, named) in cases {
             let mut overrides = with_tls(dir.path());

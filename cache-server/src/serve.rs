@@ -1,6 +1,7 @@
-//! The gRPC listener's HTTP/2 serving: hyper's HTTP/2 server on each TLS connection of
-//! [`tls::incoming`](crate::tls::incoming), requests for `contactcache.v1.ContactCache`
-//! handed straight to its generated server (GetContact to [`GetContactEncoded`], which
+//! The gRPC listener's serving: connections accepted here and dealt to
+//! [`ConnectionThreads`], each an event loop of its own that runs a connection's TLS
+//! handshake ([`tls::handshake`]) and hyper's HTTP/2 server on it; requests for
+//! `contactcache.v1.ContactCache` handed straight to its generated server (GetContact to [`GetContactEncoded`], which
 //! sends a contact's stored encoding as it is), everything else (health, reflection) to
 //! tonic's router.
 //!
@@ -13,30 +14,38 @@
 
 use std::{
     convert::Infallible,
+    fmt,
     future::Future,
     io,
+    net::SocketAddr,
     pin::{Pin, pin},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
-use futures_util::{StreamExt, future::Either};
+use futures_util::future::Either;
 use hyper::{body::Incoming, server::conn::http2, service::Service};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
+    server::graceful::{GracefulShutdown, Watcher},
 };
 use proto::{
     codec::Codec1K,
     encoded::EncodedContact,
     v1::{GetContactRequest, contact_cache_server::ContactCacheServer},
 };
-use tokio_stream::Stream;
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{mpsc, oneshot},
+};
 use tonic::{body::Body, codegen::Service as TowerService, service::Routes};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::{
     service::{CacheService, GetContactEncoded},
-    tls::{Peer, PeerStream},
+    tls::{self, Acceptor, Peer},
 };
 
 /// The path prefix of the cache's own RPCs.
@@ -98,43 +107,149 @@ impl Service<http::Request<Incoming>> for Dispatch {
     }
 }
 
-/// Serves each connection of `incoming` until `shutdown` completes; then stops accepting,
-/// tells every client to go away (HTTP/2 GOAWAY) and returns once their calls in flight
-/// have finished and the connections have closed.
-pub async fn serve(
-    incoming: impl Stream<Item = io::Result<PeerStream>>,
+/// A connection handed to a connection thread: its socket, registered with no runtime yet,
+/// its peer, and the drain's watch on it.
+struct Handoff {
+    tcp: std::net::TcpStream,
+    peer: SocketAddr,
+    watcher: Watcher,
+}
+
+/// What each connection thread serves with.
+#[derive(Clone)]
+struct Serving {
     routes: CacheRoutes,
     others: Routes,
-    shutdown: impl Future<Output = ()>,
-) {
+    acceptor: Arc<Acceptor>,
+}
+
+/// The threads that serve the gRPC connections.
+///
+/// Each thread runs a single-threaded runtime of its own, and each connection lives on one
+/// of them from its TLS handshake to its close, its calls included: no call wakes a task
+/// on another thread (a multi-threaded runtime spent about a third of the server's CPU per
+/// unary call on that when the load generator shared the cores; BENCHMARKS.md).
+/// Connections are dealt to the threads in turn.
+#[derive(Debug)]
+pub struct ConnectionThreads {
+    handoffs: Vec<mpsc::UnboundedSender<Handoff>>,
+    stopped: Vec<oneshot::Receiver<()>>,
+    next: AtomicUsize,
+}
+
+impl fmt::Debug for Handoff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handoff").field("peer", &self.peer).finish_non_exhaustive()
+    }
+}
+
+impl ConnectionThreads {
+    /// Starts `count` threads (at least one) that serve connections with `routes` (the
+    /// cache's RPCs) and `others` (health, reflection), after a TLS handshake by `acceptor`.
+    pub fn start(
+        count: usize,
+        routes: CacheRoutes,
+        others: Routes,
+        acceptor: Arc<Acceptor>,
+    ) -> io::Result<Self> {
+        let serving = Serving { routes, others, acceptor };
+        let mut threads =
+            ConnectionThreads { handoffs: Vec::new(), stopped: Vec::new(), next: AtomicUsize::new(0) };
+        for n in 0..count.max(1) {
+            let (handoff, handoffs) = mpsc::unbounded_channel();
+            let (stopped, stopped_rx) = oneshot::channel();
+            // I/O and timers only: signals are the main runtime's.
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
+            let serving = serving.clone();
+            std::thread::Builder::new().name(format!("cache-conn-{n}")).spawn(move || {
+                runtime.block_on(connection_loop(handoffs, serving));
+                // Dropping the runtime drops the connections still open and their calls.
+                drop(runtime);
+                let _ = stopped.send(());
+            })?;
+            threads.handoffs.push(handoff);
+            threads.stopped.push(stopped_rx);
+        }
+        Ok(threads)
+    }
+
+    /// How many threads there are.
+    pub fn count(&self) -> usize {
+        self.handoffs.len()
+    }
+
+    /// Hands `handoff` to the next thread.
+    fn hand(&self, handoff: Handoff) {
+        let n = self.next.fetch_add(1, Ordering::Relaxed) % self.handoffs.len();
+        if self.handoffs[n].send(handoff).is_err() {
+            warn!(thread = n, "a connection thread has stopped; connection dropped");
+        }
+    }
+
+    /// Stops the threads, closing any connection still open, and returns once all have
+    /// stopped.
+    pub async fn stop(self) {
+        drop(self.handoffs);
+        for stopped in self.stopped {
+            let _ = stopped.await;
+        }
+    }
+}
+
+/// One connection thread: serves each connection handed to it until the handoffs end.
+async fn connection_loop(mut handoffs: mpsc::UnboundedReceiver<Handoff>, serving: Serving) {
     let mut builder = http2::Builder::new(TokioExecutor::new());
     // No `date` header: gRPC clients do not read it, and it is one more header to encode
     // in every answer.
     builder.timer(TokioTimer::new()).max_concurrent_streams(MAX_STREAMS).auto_date_header(false);
+    let builder = Arc::new(builder);
+    while let Some(Handoff { tcp, peer, watcher }) = handoffs.recv().await {
+        let (serving, builder) = (serving.clone(), builder.clone());
+        tokio::spawn(async move {
+            // Registered with this thread's runtime: its readiness wakes tasks here only.
+            let tcp = match TcpStream::from_std(tcp) {
+                Ok(tcp) => tcp,
+                Err(err) => {
+                    debug!(cause = %err, "connection not registered");
+                    return;
+                }
+            };
+            let Some(stream) = tls::handshake(&serving.acceptor, tcp, peer).await else {
+                return;
+            };
+            let Serving { routes, others, .. } = serving;
+            let dispatch = Dispatch { routes, others, peer: stream.peer() };
+            if let Err(err) = watcher.watch(builder.serve_connection(TokioIo::new(stream), dispatch)).await {
+                debug!(cause = %err, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Accepts connections on `listener` and hands each to one of `threads` until `shutdown`
+/// completes; then closes the listener, tells every client to go away (HTTP/2 GOAWAY) and
+/// returns once their calls in flight have finished and the connections have closed.
+pub async fn serve(
+    listener: TcpListener,
+    acceptor: &Acceptor,
+    threads: &ConnectionThreads,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = GracefulShutdown::new();
     {
-        let mut incoming = pin!(incoming);
         let mut shutdown = pin!(shutdown);
         loop {
-            let stream = tokio::select! {
+            let (tcp, peer) = tokio::select! {
                 () = &mut shutdown => break,
-                stream = incoming.next() => match stream {
-                    Some(Ok(stream)) => stream,
-                    Some(Err(err)) => {
-                        debug!(cause = %err, "connection not accepted");
-                        continue;
-                    }
-                    None => break,
-                },
+                accepted = tls::accept(&listener, acceptor) => accepted,
             };
-            let dispatch = Dispatch { routes: routes.clone(), others: others.clone(), peer: stream.peer() };
-            let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), dispatch));
-            tokio::spawn(async move {
-                if let Err(err) = connection.await {
-                    debug!(cause = %err, "connection ended with an error");
-                }
-            });
+            // Taken off this runtime, to be registered with the thread's.
+            match tcp.into_std() {
+                Ok(tcp) => threads.hand(Handoff { tcp, peer, watcher: graceful.watcher() }),
+                Err(err) => debug!(cause = %err, "connection not handed over"),
+            }
         }
     }
+    drop(listener);
     graceful.shutdown().await;
 }

@@ -55,6 +55,9 @@ pub enum RunError {
     /// The random source failed.
     #[error("the operating system's random source failed")]
     Random,
+    /// The threads that serve connections could not be started.
+    #[error("cannot start the connection threads: {0}")]
+    Threads(std::io::Error),
 }
 
 /// Serves the cache on `listeners` until `shutdown` completes, then drains.
@@ -135,10 +138,7 @@ pub async fn run_with_audit(
         max_request_bytes: config.store.max_message_bytes,
     };
 
-    if let Ok(addr) = listeners.grpc.local_addr() {
-        info!(%addr, memory_locked = protection.locked, "grpc listening");
-    }
-    let acceptor = Acceptor {
+    let acceptor = Arc::new(Acceptor {
         config: tls,
         handshake_timeout: Duration::from_secs(config.tls.handshake_timeout_seconds),
         audit: audit.clone(),
@@ -147,30 +147,41 @@ pub async fn run_with_audit(
             jiff::SignedDuration::from_secs(lockout.handshake_window_seconds as i64),
             clock,
         ),
+    });
+    let others = Routes::new(health_service).add_service(reflection);
+    let threads = match config.connection_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
     };
-    let (incoming, accept_task) = tls::incoming(listeners.grpc, Arc::new(acceptor));
+    let threads = serve::ConnectionThreads::start(threads, routes, others, acceptor.clone())
+        .map_err(RunError::Threads)?;
+    if let Ok(addr) = listeners.grpc.local_addr() {
+        info!(%addr, memory_locked = protection.locked, connection_threads = threads.count(), "grpc listening");
+    }
 
     let (draining_tx, draining_rx) = oneshot::channel();
-    let others = Routes::new(health_service).add_service(reflection);
-    let server = serve::serve(incoming, routes, others, async move {
-        shutdown.await;
-        info!("shutting down: refusing new connections, draining requests in flight");
-        let _ = draining_tx.send(());
-    });
-    tokio::pin!(server);
+    {
+        let server = serve::serve(listeners.grpc, &acceptor, &threads, async move {
+            shutdown.await;
+            info!("shutting down: refusing new connections, draining requests in flight");
+            let _ = draining_tx.send(());
+        });
+        tokio::pin!(server);
 
-    let grace = Duration::from_secs(config.shutdown_grace_seconds);
-    tokio::select! {
-        () = &mut server => {}
-        _ = draining_rx => {
-            health.set_not_serving::<ContactCacheServer<CacheService>>().await;
-            if tokio::time::timeout(grace, &mut server).await.is_err() {
-                warn!("drain deadline passed; closing the connections still open");
+        let grace = Duration::from_secs(config.shutdown_grace_seconds);
+        tokio::select! {
+            () = &mut server => {}
+            _ = draining_rx => {
+                health.set_not_serving::<ContactCacheServer<CacheService>>().await;
+                if tokio::time::timeout(grace, &mut server).await.is_err() {
+                    warn!("drain deadline passed; closing the connections still open");
+                }
             }
         }
     }
+    // Closes whatever is still open (after the drain deadline) before the store is erased.
+    threads.stop().await;
 
-    accept_task.abort();
     if let Some(task) = metrics_task {
         task.abort();
     }

@@ -258,6 +258,50 @@ impl Acceptor {
     }
 }
 
+/// Accepts the next TCP connection on `listener` from a peer that is not locked out.
+///
+/// Accept errors (out of file descriptors and the like) are logged and retried after a
+/// pause rather than in a spin.
+pub async fn accept(listener: &TcpListener, acceptor: &Acceptor) -> (TcpStream, SocketAddr) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(err) => {
+                warn!(cause = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if acceptor.throttle.is_blocked(&peer.ip()) {
+            metrics::counter!("cache_tls_refused_total").increment(1);
+            continue;
+        }
+        let _ = tcp.set_nodelay(true);
+        return (tcp, peer);
+    }
+}
+
+/// Runs the TLS handshake of `tcp` within the acceptor's timeout; a failure is counted,
+/// audited and held against the peer, and gives `None`.
+pub async fn handshake(acceptor: &Acceptor, tcp: TcpStream, peer: SocketAddr) -> Option<PeerStream> {
+    let tls = TlsAcceptor::from(acceptor.config.clone());
+    match tokio::time::timeout(acceptor.handshake_timeout, tls.accept(tcp)).await {
+        Ok(Ok(stream)) => {
+            let identity = identify(&stream).map(Arc::new);
+            let peer = Arc::new(Peer { addr: peer, identity });
+            Some(PeerStream { inner: stream, peer, gather: Gather::default() })
+        }
+        Ok(Err(_)) => {
+            acceptor.handshake_failed(peer, false);
+            None
+        }
+        Err(_) => {
+            acceptor.handshake_failed(peer, true);
+            None
+        }
+    }
+}
+
 /// Accepts TCP connections on `listener` and yields those that complete a TLS handshake.
 ///
 /// The returned task runs until the stream is dropped; abort it to stop accepting.
@@ -266,37 +310,16 @@ pub fn incoming(
     acceptor: Arc<Acceptor>,
 ) -> (ReceiverStream<io::Result<PeerStream>>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(64);
-    let tls = TlsAcceptor::from(acceptor.config.clone());
     let task = tokio::spawn(async move {
         loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(conn) => conn,
-                Err(err) => {
-                    // Out of file descriptors and the like: pause rather than spin.
-                    warn!(cause = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
+            let (tcp, peer) = accept(&listener, &acceptor).await;
             if tx.is_closed() {
                 break;
             }
-            if acceptor.throttle.is_blocked(&peer.ip()) {
-                metrics::counter!("cache_tls_refused_total").increment(1);
-                continue;
-            }
-            let _ = tcp.set_nodelay(true);
-            let (tls, acceptor, tx) = (tls.clone(), acceptor.clone(), tx.clone());
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
-                match tokio::time::timeout(acceptor.handshake_timeout, tls.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let identity = identify(&stream).map(Arc::new);
-                        let peer = Arc::new(Peer { addr: peer, identity });
-                        let _ =
-                            tx.send(Ok(PeerStream { inner: stream, peer, gather: Gather::default() })).await;
-                    }
-                    Ok(Err(_)) => acceptor.handshake_failed(peer, false),
-                    Err(_) => acceptor.handshake_failed(peer, true),
+                if let Some(stream) = handshake(&acceptor, tcp, peer).await {
+                    let _ = tx.send(Ok(stream)).await;
                 }
             });
         }
