@@ -14,13 +14,16 @@
 //! request goes on only once that write has returned (or fails if it failed). The first
 //! request to find no write under way leads: it yields once, so that the other ready
 //! requests add their lines, then writes everything pending, and again while more comes.
+//!
+//! A log opened on a file can be reopened ([`Audit::reopen`], on SIGHUP): after logrotate
+//! has renamed the file, the lines from then on go to a new file under the configured name.
 
 use std::{
     fs,
     io::{self, Write},
     net::SocketAddr,
     os::unix::fs::OpenOptionsExt,
-    path::Path,
+    path::{Path, PathBuf},
     sync::{Mutex, PoisonError},
 };
 
@@ -66,6 +69,9 @@ pub enum Action {
     ServerStart,
     /// The daemon stopped.
     ServerStop,
+    /// The daemon read its certificates again and reopened its audit file; `detail` says
+    /// what failed, if anything did (what failed is kept as it was).
+    Reload,
 }
 
 impl Action {
@@ -87,6 +93,7 @@ impl Action {
             Action::PeerThrottled => "PEER_THROTTLED",
             Action::ServerStart => "SERVER_START",
             Action::ServerStop => "SERVER_STOP",
+            Action::Reload => "RELOAD",
         }
     }
 }
@@ -224,6 +231,8 @@ struct Pending {
 /// The audit log.
 pub struct Audit {
     sink: Mutex<Box<dyn Write + Send>>,
+    /// The file the sink appends to, if it is one.
+    path: Option<PathBuf>,
     pending: Mutex<Pending>,
     key: AuditKey,
     clock: Clock,
@@ -239,7 +248,14 @@ impl std::fmt::Debug for Audit {
 impl Audit {
     /// An audit log writing to `sink`.
     pub fn new(sink: Box<dyn Write + Send>, key: AuditKey, clock: Clock) -> Self {
-        Audit { sink: Mutex::new(sink), pending: Mutex::default(), key, clock, system_name: "cache-server" }
+        Audit {
+            sink: Mutex::new(sink),
+            path: None,
+            pending: Mutex::default(),
+            key,
+            clock,
+            system_name: "cache-server",
+        }
     }
 
     /// Names the daemon in its own (system) events; `cache-server` unless told otherwise.
@@ -250,17 +266,25 @@ impl Audit {
 
     /// An audit log appending to `path` (created owner-only), or to stdout for `-`.
     pub fn open(path: &Path, key: AuditKey, clock: Clock) -> Result<Self, AuditSetupError> {
-        let sink: Box<dyn Write + Send> =
-            if path == Path::new("-") {
-                Box::new(io::stdout())
-            } else {
-                let file =
-                    fs::OpenOptions::new().append(true).create(true).mode(0o600).open(path).map_err(
-                        |source| AuditSetupError::Open { path: path.display().to_string(), source },
-                    )?;
-                Box::new(file)
-            };
-        Ok(Audit::new(sink, key, clock))
+        if path == Path::new("-") {
+            return Ok(Audit::new(Box::new(io::stdout()), key, clock));
+        }
+        let mut audit = Audit::new(Box::new(append(path)?), key, clock);
+        audit.path = Some(path.to_path_buf());
+        Ok(audit)
+    }
+
+    /// Opens the log's file again by its name (created owner-only if it is gone) and writes
+    /// the lines from now on there: what logrotate needs after it has renamed the file.
+    /// Gives `false` for a log that is not a file. If the file cannot be opened, the log
+    /// goes on writing where it did.
+    pub fn reopen(&self) -> Result<bool, AuditSetupError> {
+        let Some(path) = &self.path else { return Ok(false) };
+        let file = append(path)?;
+        let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = sink.flush();
+        *sink = Box::new(file);
+        Ok(true)
     }
 
     /// The hash under which `guid` appears in this log.
@@ -393,6 +417,16 @@ impl Audit {
         out.push(b'\n');
         Ok(())
     }
+}
+
+/// `path` opened for appending, created owner-only.
+fn append(path: &Path) -> Result<fs::File, AuditSetupError> {
+    fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|source| AuditSetupError::Open { path: path.display().to_string(), source })
 }
 
 /// The lead of a group commit: writes what is pending when dropped.
@@ -617,5 +651,39 @@ mod tests {
     fn a_failing_sink_is_an_error() {
         let audit = Audit::open(Path::new("/dev/full"), Zeroizing::new([0u8; 32]), Clock::System).unwrap();
         assert!(audit.record(Event::new(Action::ServerStart, "ok", Actor::System)).is_err());
+    }
+
+    #[test]
+    fn reopen_moves_the_lines_to_a_new_file_under_the_name_and_keeps_writing_if_it_cannot() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let audit = Audit::open(&path, Zeroizing::new([0u8; 32]), Clock::System).unwrap();
+        audit.record(Event::new(Action::ServerStart, "ok", Actor::System)).unwrap();
+        let rotated = dir.path().join("audit.jsonl.1");
+        fs::rename(&path, &rotated).unwrap();
+        audit.record(Event::new(Action::StatsRead, "ok", Actor::System)).unwrap();
+        assert!(audit.reopen().unwrap());
+        audit.record(Event::new(Action::Reload, "ok", Actor::System)).unwrap();
+        let old = fs::read_to_string(&rotated).unwrap();
+        let new = fs::read_to_string(&path).unwrap();
+        assert_eq!(old.lines().count(), 2, "{old}");
+        assert!(old.contains("SERVER_START") && old.contains("STATS_READ"));
+        assert_eq!(new.lines().count(), 1, "{new}");
+        assert!(new.contains("\"action\":\"RELOAD\""), "{new}");
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+
+        // The name cannot be opened (a directory stands there): the error names the setting
+        // and the file, and the lines go on to the file in use.
+        fs::rename(&path, dir.path().join("audit.jsonl.2")).unwrap();
+        fs::create_dir(&path).unwrap();
+        let err = audit.reopen().unwrap_err().to_string();
+        assert!(err.starts_with("audit.path ") && err.contains("audit.jsonl"), "{err}");
+        audit.record(Event::new(Action::StatsRead, "ok", Actor::System)).unwrap();
+        let kept = fs::read_to_string(dir.path().join("audit.jsonl.2")).unwrap();
+        assert_eq!(kept.lines().count(), 2, "{kept}");
+
+        let stdout = Audit::open(Path::new("-"), Zeroizing::new([0u8; 32]), Clock::System).unwrap();
+        assert!(!stdout.reopen().unwrap(), "standard output is not reopened");
     }
 }

@@ -9,8 +9,9 @@
 //!   connections and identifies callers by certificate, [`serve`] serves HTTP/2 on them, [`auth`] says which role may call
 //!   what, [`audit`] writes the audit trail, [`throttle`] locks out callers that fail too
 //!   often.
-//! - [`memory`] locks memory and disables core dumps; [`config`] reads settings; [`certs`]
-//!   makes a development PKI; [`telemetry`] sets up logs and metrics.
+//! - [`memory`] locks memory and disables core dumps; [`config`] reads settings; [`reload`]
+//!   reads the certificates again and reopens the audit file on SIGHUP; [`certs`] makes a
+//!   development PKI; [`telemetry`] sets up logs and metrics.
 
 pub mod audit;
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod crypto;
 pub mod error;
 pub mod guid;
 pub mod memory;
+pub mod reload;
 pub mod serve;
 pub mod server;
 pub mod service;
@@ -31,4 +33,4 @@ pub mod throttle;
 pub mod tls;
 pub mod validate;
 
-pub use server::{Listeners, RunError, run, run_with_audit};
+pub use server::{Listeners, RunError, run, run_with_audit, run_with_reloads};

@@ -4,10 +4,15 @@
 //! Exit codes: 0 after a clean shutdown; 64 for bad flags or configuration; 69 when a
 //! listener cannot be bound; 71 when memory cannot be protected; 70 for anything else
 //! (including an audit log that cannot be opened or written at start).
+//!
+//! Signals: SIGTERM or SIGINT drain and stop (erasing every contact); SIGHUP reads the
+//! certificates again and reopens the audit file (see [`cache_server::reload`]).
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
-use cache_server::{Listeners, RunError, certs::DevPki, clock::Clock, config::Config, guid::Guid, telemetry};
+use cache_server::{
+    Listeners, RunError, certs::DevPki, clock::Clock, config::Config, guid::Guid, reload::Reloads, telemetry,
+};
 use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing::error;
@@ -231,7 +236,17 @@ fn serve(args: &ServeArgs) -> ExitCode {
             },
             None => None,
         };
-        match cache_server::run(Listeners { grpc, metrics }, config, Clock::System, shutdown_signal()).await {
+        let reloads = match reload_signal() {
+            Ok(reloads) => reloads,
+            Err(e) => {
+                eprintln!("cache-server: cannot watch SIGHUP: {e}");
+                return ExitCode::from(EX_OSERR);
+            }
+        };
+        let listeners = Listeners { grpc, metrics };
+        match cache_server::run_with_reloads(listeners, config, Clock::System, shutdown_signal(), reloads)
+            .await
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(e @ RunError::Memory(_)) => {
                 eprintln!("cache-server: refusing to start: {e}");
@@ -244,6 +259,21 @@ fn serve(args: &ServeArgs) -> ExitCode {
             }
         }
     })
+}
+
+/// A message on each SIGHUP; several that arrive before the daemon gets to the first count
+/// as one.
+fn reload_signal() -> std::io::Result<Reloads> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup())?;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading");
+            let _ = tx.try_send(());
+        }
+    });
+    Ok(rx)
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -5,7 +5,10 @@ use std::{future::Future, sync::Arc, time::Duration};
 use jiff::Timestamp;
 use proto::v1::{FILE_DESCRIPTOR_SET, contact_cache_server::ContactCacheServer};
 use rand::{TryRng, rngs::SysRng};
-use tokio::{net::TcpListener, sync::oneshot};
+use tokio::{
+    net::TcpListener,
+    sync::{mpsc, oneshot},
+};
 use tonic::service::Routes;
 use tracing::{info, warn};
 
@@ -14,6 +17,7 @@ use crate::{
     clock::Clock,
     config::Config,
     memory::{self, MemoryError},
+    reload::{self, Reloader, Reloads},
     serve,
     service::{CacheService, Context, GetContactEncoded, Instance},
     store::{Limits, Store},
@@ -71,9 +75,22 @@ pub async fn run(
     clock: Clock,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
+    let (_never, reloads) = mpsc::channel(1);
+    run_with_reloads(listeners, config, clock, shutdown, reloads).await
+}
+
+/// [`run`], and each message of `reloads` reads the TLS material again and reopens the audit
+/// file (see [`reload`](crate::reload)); the binary sends one on SIGHUP.
+pub async fn run_with_reloads(
+    listeners: Listeners,
+    config: Config,
+    clock: Clock,
+    shutdown: impl Future<Output = ()> + Send,
+    reloads: Reloads,
+) -> Result<(), RunError> {
     let key = crate::audit::load_key(&config.audit.key_file)?;
     let audit = Audit::open(&config.audit.path, key, clock.clone())?;
-    run_with_audit(listeners, config, clock, audit, shutdown).await
+    serve_until(listeners, config, clock, audit, shutdown, reloads).await
 }
 
 /// [`run`] with an audit log made by the caller (tests use one that can be made to fail).
@@ -84,9 +101,22 @@ pub async fn run_with_audit(
     audit: Audit,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
+    let (_never, reloads) = mpsc::channel(1);
+    serve_until(listeners, config, clock, audit, shutdown, reloads).await
+}
+
+async fn serve_until(
+    listeners: Listeners,
+    config: Config,
+    clock: Clock,
+    audit: Audit,
+    shutdown: impl Future<Output = ()> + Send,
+    reloads: Reloads,
+) -> Result<(), RunError> {
     telemetry::install_recorder();
     let protection = memory::protect(config.memory.allow_unlocked)?;
-    let tls = tls::server_config(&config.tls.cert, &config.tls.key, &config.tls.client_ca)?;
+    let tls = tls::load_server(&config.tls.cert, &config.tls.key, &config.tls.client_ca)?;
+    reload::record_expiry(tls.not_after);
     let audit = Arc::new(audit);
     let mut start = Event::new(Action::ServerStart, "ok", Actor::System);
     let digest = config.digest();
@@ -138,16 +168,18 @@ pub async fn run_with_audit(
         max_request_bytes: config.store.max_message_bytes,
     };
 
-    let acceptor = Arc::new(Acceptor {
-        config: tls,
-        handshake_timeout: Duration::from_secs(config.tls.handshake_timeout_seconds),
-        audit: audit.clone(),
-        throttle: Throttle::new(
+    let acceptor = Arc::new(Acceptor::new(
+        tls.config,
+        Duration::from_secs(config.tls.handshake_timeout_seconds),
+        audit.clone(),
+        Throttle::new(
             lockout.max_handshake_failures,
             jiff::SignedDuration::from_secs(lockout.handshake_window_seconds as i64),
             clock,
         ),
-    });
+    ));
+    let reloader = Reloader { tls: config.tls.clone(), acceptor: acceptor.clone(), audit: audit.clone() };
+    let reload_task = tokio::spawn(reloader.serve(reloads));
     let others = Routes::new(health_service).add_service(reflection);
     let threads = match config.connection_threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -182,6 +214,7 @@ pub async fn run_with_audit(
     // Closes whatever is still open (after the drain deadline) before the store is erased.
     threads.stop().await;
 
+    reload_task.abort();
     if let Some(task) = metrics_task {
         task.abort();
     }

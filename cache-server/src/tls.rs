@@ -10,13 +10,17 @@
 //! caller identity is read from its certificate once, after the handshake, and travels with
 //! the connection to every request on it (see [`Peer`]). A failed handshake is audited and
 //! counted per peer address; a peer that fails too often is refused for a while.
+//!
+//! The certificate, key and client CA can be read again while the daemon serves (SIGHUP,
+//! see [`Acceptor::replace_config`]): handshakes from then on use the new ones, and
+//! connections already open keep theirs.
 
 use std::{
     io,
     net::{IpAddr, SocketAddr},
     path::Path,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, PoisonError, RwLock},
     task::{Context, Poll, ready},
     time::Duration,
 };
@@ -102,14 +106,36 @@ fn client_verifier(client_ca: &Path) -> Result<Arc<dyn ClientCertVerifier>, TlsE
 /// A server configuration for the gRPC port: the server's chain and key, and the CA whose
 /// client certificates identify callers.
 pub fn server_config(cert: &Path, key: &Path, client_ca: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    Ok(load_server(cert, key, client_ca)?.config)
+}
+
+/// The TLS material of the gRPC port, read from its files.
+#[derive(Debug)]
+pub struct ServerTls {
+    /// The rustls configuration.
+    pub config: Arc<ServerConfig>,
+    /// When the server's own certificate expires, in seconds since the Unix epoch.
+    pub not_after: i64,
+}
+
+/// Reads the server's chain and key and the client CA, and checks that they make a working
+/// configuration (the key must match the certificate).
+pub fn load_server(cert: &Path, key: &Path, client_ca: &Path) -> Result<ServerTls, TlsError> {
     let certs = load_certs("tls.cert", cert)?;
+    let not_after = x509_parser::parse_x509_certificate(&certs[0])
+        .map(|(_, leaf)| leaf.validity().not_after.timestamp())
+        .map_err(|e| TlsError::Pem {
+            what: "tls.cert",
+            path: cert.display().to_string(),
+            reason: format!("the first certificate cannot be parsed: {e}"),
+        })?;
     let key = load_key("tls.key", key)?;
     let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_protocol_versions(&[&version::TLS13, &version::TLS12])?
         .with_client_cert_verifier(client_verifier(client_ca)?)
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Arc::new(config))
+    Ok(ServerTls { config: Arc::new(config), not_after })
 }
 
 /// The far end of a connection: its address and who its certificate says it is.
@@ -224,17 +250,38 @@ fn identify(tls: &TlsStream<TcpStream>) -> Result<Caller, IdentityError> {
 /// per-peer handshake lock-out.
 #[derive(Debug)]
 pub struct Acceptor {
-    /// The rustls configuration.
-    pub config: Arc<ServerConfig>,
+    /// The rustls configuration of the next handshakes.
+    config: RwLock<Arc<ServerConfig>>,
     /// How long a client gets to finish its handshake.
-    pub handshake_timeout: Duration,
+    handshake_timeout: Duration,
     /// Where failed handshakes are recorded.
-    pub audit: Arc<Audit>,
+    audit: Arc<Audit>,
     /// Failed handshakes per peer address.
-    pub throttle: Throttle<IpAddr>,
+    throttle: Throttle<IpAddr>,
 }
 
 impl Acceptor {
+    /// An acceptor that runs handshakes with `config`, each within `handshake_timeout`,
+    /// records failures in `audit` and refuses peers that `throttle` has locked out.
+    pub fn new(
+        config: Arc<ServerConfig>,
+        handshake_timeout: Duration,
+        audit: Arc<Audit>,
+        throttle: Throttle<IpAddr>,
+    ) -> Self {
+        Acceptor { config: RwLock::new(config), handshake_timeout, audit, throttle }
+    }
+
+    /// Runs the handshakes that start from now on with `config` (new certificates, a new
+    /// client CA). Connections already open keep the session they have.
+    pub fn replace_config(&self, config: Arc<ServerConfig>) {
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = config;
+    }
+
+    fn config(&self) -> Arc<ServerConfig> {
+        self.config.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     fn handshake_failed(&self, peer: SocketAddr, timed_out: bool) {
         let (cause, detail) = if timed_out {
             ("timeout", "tls handshake timed out")
@@ -284,7 +331,7 @@ pub async fn accept(listener: &TcpListener, acceptor: &Acceptor) -> (TcpStream, 
 /// Runs the TLS handshake of `tcp` within the acceptor's timeout; a failure is counted,
 /// audited and held against the peer, and gives `None`.
 pub async fn handshake(acceptor: &Acceptor, tcp: TcpStream, peer: SocketAddr) -> Option<PeerStream> {
-    let tls = TlsAcceptor::from(acceptor.config.clone());
+    let tls = TlsAcceptor::from(acceptor.config());
     match tokio::time::timeout(acceptor.handshake_timeout, tls.accept(tcp)).await {
         Ok(Ok(stream)) => {
             let identity = identify(&stream).map(Arc::new);

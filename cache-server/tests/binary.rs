@@ -6,7 +6,7 @@ mod common;
 #[path = "common/daemon.rs"]
 mod daemon;
 
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
 use common::contact;
 use daemon::{BIN, Daemon, Launch, setup, spawn};
@@ -36,12 +36,10 @@ async fn start(config: &Path, dir: &Path, extra: &[&str]) -> Daemon {
 
 impl Daemon {
     /// Sends SIGTERM and waits for a clean exit.
-    async fn terminate(mut self) -> Vec<String> {
-        self.signal(libc::SIGTERM);
-        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await.unwrap().unwrap();
+    async fn stop(self) -> Vec<String> {
+        let (status, lines) = self.terminate().await;
         assert_eq!(status.code(), Some(0), "a clean shutdown exits 0");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        self.lines.lock().unwrap().clone()
+        lines
     }
 }
 
@@ -116,7 +114,7 @@ async fn serves_locks_memory_drains_on_sigterm_and_restarts_empty() {
     }
 
     let first_epoch = stats.instance_epoch;
-    let mut logs = daemon.terminate().await;
+    let mut logs = daemon.stop().await;
 
     let daemon = start(&config, dir.path(), if root { &[] } else { &["--allow-unlocked"] }).await;
     let mut admin = daemon.client("admin").await;
@@ -126,7 +124,7 @@ async fn serves_locks_memory_drains_on_sigterm_and_restarts_empty() {
     assert_ne!(stats.instance_epoch, first_epoch);
     let status = outreach.get_contact(GetContactRequest { guid: guids[3].clone() }).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound);
-    logs.extend(daemon.terminate().await);
+    logs.extend(daemon.stop().await);
 
     // The audit log: the puts are on record under their GUIDs' hashes, as the audit-hash
     // subcommand computes them, and it holds no contact data.

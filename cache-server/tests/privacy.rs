@@ -86,15 +86,6 @@ impl Daemon {
         }
         out
     }
-
-    /// Sends SIGTERM and waits for the daemon (and any wrapper) to exit.
-    async fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        self.signal(libc::SIGTERM);
-        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await.unwrap().unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let lines = self.lines.lock().unwrap().clone();
-        (status, lines)
-    }
 }
 
 /// Contacts with values unique to this run: a phone `+1613999` + 4 random digits (all

@@ -103,12 +103,12 @@ pub async fn run(
     let grpc_tls =
         cache_server::tls::server_config(&config.tls.cert, &config.tls.key, &config.tls.client_ca)?;
     let handshake_timeout = Duration::from_secs(config.tls.handshake_timeout_seconds);
-    let acceptor = Acceptor {
-        config: grpc_tls,
+    let acceptor = Acceptor::new(
+        grpc_tls,
         handshake_timeout,
-        audit: audit.clone(),
-        throttle: Throttle::new(20, SignedDuration::from_mins(1), clock.clone()),
-    };
+        audit.clone(),
+        Throttle::new(20, SignedDuration::from_mins(1), clock.clone()),
+    );
     let grpc_addr = listeners.grpc.local_addr()?;
     let (incoming, accept_task) = cache_server::tls::incoming(listeners.grpc, Arc::new(acceptor));
     let ledger = Ledger {

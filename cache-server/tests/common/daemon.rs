@@ -156,6 +156,21 @@ impl Daemon {
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
+    /// A client of the PKI in `pki` presenting the certificate written there for `name`.
+    pub async fn client_of(&self, pki: &Path, name: &str) -> ContactCacheClient<Channel> {
+        ContactCacheClient::new(test_support::mtls_channel(pki, name, self.grpc.parse().unwrap()).await)
+    }
+
+    /// Sends SIGTERM and waits for the daemon (and any wrapper) to exit; its exit status and
+    /// every line it logged.
+    pub async fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        self.signal(libc::SIGTERM);
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await.unwrap().unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let lines = self.lines.lock().unwrap().clone();
+        (status, lines)
+    }
+
     /// Sends `signal` to the daemon.
     pub fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill with the pid of our own child process and a standard signal.

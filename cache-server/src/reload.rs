@@ -1,0 +1,77 @@
+//! Reloading without a restart (which would empty the cache): on SIGHUP the daemon reads its
+//! certificate, key and client CA again and reopens its audit file.
+//!
+//! Each part that fails is logged, counted and audited, and stays as it was: a certificate
+//! half copied into place leaves the daemon serving the old one, and an audit file that
+//! cannot be opened leaves the lines going to the file in use. Handshakes from the reload
+//! on use the new material; connections already open keep theirs. The rest of the
+//! configuration (addresses, store bounds, schedule) is read at start only.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tracing::{error, info};
+
+use crate::{
+    audit::{Action, Actor, Audit, Event},
+    config::TlsConfig,
+    tls::{self, Acceptor},
+};
+
+/// Asks the daemon to reload, once per message (SIGHUP in the binary).
+pub type Reloads = mpsc::Receiver<()>;
+
+/// What a reload touches.
+#[derive(Debug)]
+pub struct Reloader {
+    /// Where the TLS material is read from.
+    pub tls: TlsConfig,
+    /// Takes the new TLS configuration.
+    pub acceptor: Arc<Acceptor>,
+    /// Reopened, and told what happened.
+    pub audit: Arc<Audit>,
+}
+
+impl Reloader {
+    /// Reloads on each message of `reloads` until its sender is gone.
+    pub async fn serve(self, mut reloads: Reloads) {
+        while reloads.recv().await.is_some() {
+            self.reload();
+        }
+    }
+
+    /// Reopens the audit file and reads the TLS material again. `true` if both worked.
+    pub fn reload(&self) -> bool {
+        let mut failures = Vec::new();
+        if let Err(err) = self.audit.reopen() {
+            failures.push(err.to_string());
+        }
+        match tls::load_server(&self.tls.cert, &self.tls.key, &self.tls.client_ca) {
+            Ok(loaded) => {
+                self.acceptor.replace_config(loaded.config);
+                record_expiry(loaded.not_after);
+            }
+            Err(err) => failures.push(err.to_string()),
+        }
+        let detail = failures.join("; ");
+        let result = if failures.is_empty() { "ok" } else { "error" };
+        metrics::counter!("cache_reloads_total", "result" => result).increment(1);
+        if failures.is_empty() {
+            info!("reloaded: certificates read again, audit file reopened");
+        } else {
+            error!(cause = %detail, "reload failed; what failed is kept as it was");
+        }
+        let mut event = Event::new(Action::Reload, result, Actor::System);
+        event.detail = (!detail.is_empty()).then_some(detail.as_str());
+        if let Err(err) = self.audit.record(event) {
+            error!(cause = %err, "cannot audit the reload");
+        }
+        failures.is_empty()
+    }
+}
+
+/// Publishes when the server's certificate expires (`cache_tls_certificate_expiry_timestamp_seconds`),
+/// for the alert that asks for a new one in time.
+pub fn record_expiry(not_after: i64) {
+    metrics::gauge!("cache_tls_certificate_expiry_timestamp_seconds").set(not_after as f64);
+}
