@@ -16,6 +16,7 @@ use proto::v1::{
 };
 use rustls::{ClientConfig, RootCertStore, pki_types::ServerName};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use std::process::Command;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -62,6 +63,12 @@ fn leaf_of(pem: &Path) -> Vec<u8> {
 async fn hang_up(daemon: &Daemon, expect: &str) {
     let before = daemon.lines.lock().unwrap().len();
     daemon.signal(libc::SIGHUP);
+    reloaded(daemon, before, expect).await;
+}
+
+/// Waits for the first reload logged after the first `before` lines; its message must start
+/// with `expect`.
+async fn reloaded(daemon: &Daemon, before: usize, expect: &str) {
     for _ in 0..600 {
         let lines = daemon.lines.lock().unwrap()[before..].to_vec();
         for line in lines {
@@ -167,6 +174,80 @@ async fn sighup_reads_the_certificates_again_reopens_the_audit_file_and_keeps_wh
     assert!(detail.starts_with("tls: "), "{detail}");
     let metrics = daemon.metrics().await;
     assert!(metrics.contains(r#"cache_reloads_total{result="error"} 2"#), "{metrics}");
+
+    let (status, _) = daemon.terminate().await;
+    assert_eq!(status.code(), Some(0));
+}
+
+/// Whether logrotate runs here; when it does not, a note (or a failure with
+/// DEPLOY_REQUIRE_LOGROTATE=1, as in CI).
+fn have_logrotate() -> bool {
+    let found = Command::new("logrotate").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("DEPLOY_REQUIRE_LOGROTATE").as_deref() != Ok("1"),
+            "logrotate is not on PATH and DEPLOY_REQUIRE_LOGROTATE=1 asks for it"
+        );
+        eprintln!("note: logrotate is not on PATH; skipping (set DEPLOY_REQUIRE_LOGROTATE=1 to require it)");
+    }
+    found
+}
+
+fn id(flag: &str) -> String {
+    let out = Command::new("id").arg(flag).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[tokio::test]
+async fn the_shipped_logrotate_file_rotates_the_audit_file_of_a_running_daemon() {
+    if !have_logrotate() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), "");
+    // SAFETY: geteuid has no preconditions.
+    let args = if unsafe { libc::geteuid() } == 0 { vec![] } else { vec!["--allow-unlocked".to_string()] };
+    let daemon = spawn(&config, dir.path(), Launch { args, ..Launch::default() }).await;
+    let mut admin = daemon.client("admin").await;
+    admin.stats(StatsRequest {}).await.unwrap();
+
+    // deploy/logrotate/cache-server with this test's file, user and daemon in place of the
+    // production ones; everything else as shipped.
+    let audit = dir.path().join("audit.jsonl");
+    let shipped =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/logrotate/cache-server"))
+            .unwrap();
+    let mut text = shipped.clone();
+    for (from, to) in [
+        ("/var/log/contact-cache/audit.jsonl", audit.display().to_string()),
+        ("contact-cache contact-cache", format!("{} {}", id("-un"), id("-gn"))),
+        ("systemctl reload cache-server", format!("kill -HUP {}", daemon.pid)),
+    ] {
+        assert!(text.contains(from), "deploy/logrotate/cache-server no longer says {from:?}");
+        text = text.replace(from, &to);
+    }
+    let conf = dir.path().join("logrotate.conf");
+    fs::write(&conf, text).unwrap();
+    let before = daemon.lines.lock().unwrap().len();
+    let output = Command::new("logrotate")
+        .arg("--force")
+        .arg("--state")
+        .arg(dir.path().join("logrotate.state"))
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "logrotate: {}", String::from_utf8_lossy(&output.stderr));
+    reloaded(&daemon, before, "reloaded").await;
+    admin.stats(StatsRequest {}).await.unwrap();
+
+    // The renamed file holds the lines before the rotation; the new one, made by logrotate
+    // owner-only, the reload and what followed.
+    let old = fs::read_to_string(dir.path().join("audit.jsonl.1")).unwrap();
+    assert!(old.contains("SERVER_START") && old.contains("STATS_READ") && !old.contains("RELOAD"), "{old}");
+    let new = fs::read_to_string(&audit).unwrap();
+    assert!(new.contains("\"action\":\"RELOAD\"") && new.contains("STATS_READ"), "{new}");
+    assert!(!new.contains("SERVER_START"), "{new}");
+    assert_eq!(fs::metadata(&audit).unwrap().permissions().mode() & 0o777, 0o600);
 
     let (status, _) = daemon.terminate().await;
     assert_eq!(status.code(), Some(0));
