@@ -38,10 +38,11 @@ if [[ ! -f $certs/suppression.key ]]; then
 fi
 mkdir -p "$state/mail/cur" "$state/mail/new" "$state/mail/tmp"
 
-extra=()
+extra=() worker_extra=()
 if [[ $(id -u) -ne 0 ]]; then
-  echo "note: not root, so memory cannot be locked past RLIMIT_MEMLOCK; starting with --allow-unlocked (development only)"
+  echo "note: not root, so memory cannot be locked past RLIMIT_MEMLOCK; starting the cache and the worker unlocked (development only)"
   extra+=(--allow-unlocked)
+  worker_extra+=(--set memory.allow_unlocked=true)
 fi
 
 cache_args=(--config deploy/cache-server.example.toml \
@@ -77,7 +78,7 @@ worker_args=(--config deploy/outreach-worker.example.toml \
   --set "sms.outbox=$state/sms-outbox.jsonl" \
   --set "quiet_hours.enabled=false" \
   --set "sms.per_second=50" --set "email.per_second=50" \
-  --set "worker.poll_seconds=1")
+  --set "worker.poll_seconds=1" "${worker_extra[@]}")
 
 pids=()
 stop() {

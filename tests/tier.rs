@@ -336,6 +336,9 @@ port = {smtp_port}
 tls = "none"
 from = "Clinic survey <survey@clinic.example.org>"
 per_second = 1000
+# Locked when it can be (as root, as in CI), as the cache is started here.
+[memory]
+allow_unlocked = true
 [log]
 filter = "outreach_worker=debug,info"
 "#,
@@ -362,6 +365,17 @@ filter = "outreach_worker=debug,info"
         &state.join("worker.log"),
     );
     wait_for_port(worker_metrics, "worker metrics").await;
+    // Both daemons that hold contacts lock their memory when they can (as root, as in CI).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        for (port, gauge) in
+            [(worker_metrics, "outreach_memory_locked"), (tier.cache_metrics, "cache_memory_locked")]
+        {
+            let page =
+                reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap().text().await.unwrap();
+            assert_eq!(metric(&page, gauge), Some(1.0), "{gauge}");
+        }
+    }
 
     // 1. The EMR pushes the first 200 appointments, site by site (one certificate per site).
     let (headers, records) = sample();

@@ -119,7 +119,7 @@ pub struct StoreConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct MemoryConfig {
     /// Start even if memory cannot be locked (development only; logged loudly and reported
-    /// in `Stats` and the `cache_memory_locked` metric).
+    /// in the daemon's `*_memory_locked` metric, and by the cache in `Stats`).
     pub allow_unlocked: bool,
 }
 

@@ -1,4 +1,5 @@
-//! Keeps the daemon's memory out of swap and out of core dumps.
+//! Keeps a daemon's memory out of swap and out of core dumps: the cache's, and the outreach
+//! worker's, which holds each contact in the clear while it sends.
 //!
 //! At start-up: no core files (`RLIMIT_CORE` = 0), not dumpable or ptrace-attachable by
 //! other users (`PR_SET_DUMPABLE` = 0), and every page locked in RAM, now and in future
@@ -33,7 +34,8 @@ pub struct Protection {
     pub locked: bool,
 }
 
-/// Disables core dumps, clears the dumpable flag and locks all memory.
+/// Disables core dumps, clears the dumpable flag and locks all memory. The caller reports
+/// the outcome in its own metric (`cache_memory_locked`, `outreach_memory_locked`).
 pub fn protect(allow_unlocked: bool) -> Result<Protection, MemoryError> {
     let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: setrlimit reads the struct we pass and nothing else.
@@ -54,10 +56,8 @@ pub fn protect(allow_unlocked: bool) -> Result<Protection, MemoryError> {
             cause = %err,
             "MEMORY IS NOT LOCKED: contact data may be written to swap; memory.allow_unlocked is set, which is for development only"
         );
-        metrics::gauge!("cache_memory_locked").set(0.0);
         return Ok(Protection { locked: false });
     }
-    metrics::gauge!("cache_memory_locked").set(1.0);
     info!(locked_kib = locked_kib().unwrap_or(0), "memory locked, core dumps off");
     Ok(Protection { locked: true })
 }

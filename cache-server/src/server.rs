@@ -115,6 +115,7 @@ async fn serve_until(
 ) -> Result<(), RunError> {
     telemetry::install_recorder();
     let protection = memory::protect(config.memory.allow_unlocked)?;
+    metrics::gauge!("cache_memory_locked").set(f64::from(u8::from(protection.locked)));
     let tls = tls::load_server(&config.tls.cert, &config.tls.key, &config.tls.client_ca)?;
     reload::record_expiry(tls.not_after);
     let audit = Arc::new(audit);

@@ -243,29 +243,33 @@ fn every_unit_carries_the_hardening() {
 }
 
 #[test]
-fn only_the_cache_may_lock_memory_and_no_unit_has_another_capability() {
-    let cache = Unit::load("cache-server");
-    assert_eq!(cache.service("CapabilityBoundingSet"), "CAP_IPC_LOCK");
-    assert_eq!(cache.service("AmbientCapabilities"), "CAP_IPC_LOCK");
-    assert_eq!(cache.service("LimitMEMLOCK"), "infinity");
-    // mlockall (and memsec's mlock) allowed, and never denied again.
-    let filters = cache.all("Service", "SystemCallFilter");
-    assert!(filters.contains(&"@memlock"), "cache-server.service: SystemCallFilter=@memlock");
-    for filter in filters.iter().filter(|f| f.starts_with('~')) {
-        assert!(
-            !filter.contains("memlock") && !filter.contains("mlock"),
-            "cache-server.service denies {filter}"
-        );
-    }
-    for name in ["survey-bridge", "outreach-worker"] {
+fn only_the_daemons_that_hold_contacts_may_lock_memory_and_no_unit_has_another_capability() {
+    // The cache and the worker hold contacts: they lock their memory and turn core dumps off
+    // themselves (setrlimit, prctl, mlockall), so the unit must let them.
+    for name in ["cache-server", "outreach-worker"] {
         let unit = Unit::load(name);
-        assert_eq!(unit.service("CapabilityBoundingSet"), "", "{name}.service: no capabilities");
-        assert!(
-            unit.words("Service", "AmbientCapabilities").is_empty(),
-            "{name}.service: AmbientCapabilities"
-        );
-        assert!(unit.all("Service", "LimitMEMLOCK").is_empty(), "{name}.service: LimitMEMLOCK");
+        assert_eq!(unit.service("CapabilityBoundingSet"), "CAP_IPC_LOCK", "{name}.service");
+        assert_eq!(unit.service("AmbientCapabilities"), "CAP_IPC_LOCK", "{name}.service");
+        assert_eq!(unit.service("LimitMEMLOCK"), "infinity", "{name}.service");
+        assert_eq!(unit.service("LimitCORE"), "0", "{name}.service");
+        assert_eq!(unit.service("RestartPreventExitStatus"), "64 71", "{name}.service");
+        // mlockall (and memsec's mlock) allowed, and never denied again; nor setrlimit.
+        let filters = unit.all("Service", "SystemCallFilter");
+        assert!(filters.contains(&"@memlock"), "{name}.service: SystemCallFilter=@memlock");
+        for filter in filters.iter().filter(|f| f.starts_with('~')) {
+            assert!(
+                !filter.contains("memlock") && !filter.contains("mlock") && !filter.contains("@resources"),
+                "{name}.service denies {filter}"
+            );
+        }
     }
+    let unit = Unit::load("survey-bridge");
+    assert_eq!(unit.service("CapabilityBoundingSet"), "", "survey-bridge.service: no capabilities");
+    assert!(
+        unit.words("Service", "AmbientCapabilities").is_empty(),
+        "survey-bridge.service: AmbientCapabilities"
+    );
+    assert!(unit.all("Service", "LimitMEMLOCK").is_empty(), "survey-bridge.service: LimitMEMLOCK");
 }
 
 /// The example configuration of `daemon` as JSON.

@@ -3,7 +3,11 @@
 use std::future::Future;
 
 use axum::{Router, routing::get};
-use cache_server::{clock::Clock, config::ConfigError};
+use cache_server::{
+    clock::Clock,
+    config::ConfigError,
+    memory::{self, MemoryError},
+};
 use jiff::tz::TimeZone;
 use tokio::{net::TcpListener, sync::watch};
 use tracing::{info, warn};
@@ -24,6 +28,9 @@ pub enum StartError {
     /// A setting is unusable.
     #[error("config: {0}")]
     Config(#[from] ConfigError),
+    /// Memory could not be protected.
+    #[error("refusing to start: {0}")]
+    Memory(#[from] MemoryError),
     /// A file could not be read or a client not built.
     #[error("{0}")]
     Setup(String),
@@ -107,6 +114,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     cache_server::telemetry::install_recorder();
+    // Before any contact can arrive (and after the settings are known to be usable, so that
+    // a bad one says so first): core dumps off, memory locked.
+    config.check()?;
+    let protection = memory::protect(config.memory.allow_unlocked)?;
+    metrics::gauge!("outreach_memory_locked").set(f64::from(u8::from(protection.locked)));
     let worker = build(&config, clock).await?;
     if let Some(listener) = metrics {
         let app =

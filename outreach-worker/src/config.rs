@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
 
-use cache_server::config::{ConfigError, LogConfig, load_layered};
+use cache_server::config::{ConfigError, LogConfig, MemoryConfig, load_layered};
 use jiff::civil::Time;
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +47,9 @@ pub struct WorkerConfig {
     /// On whose behalf messages are sent, by site id: the clinic each message names (CASL
     /// sender identification).
     pub sites: BTreeMap<String, SiteIdentity>,
+    /// Memory protection at start: the worker holds each contact in the clear while it
+    /// sends, so its memory is locked and kept out of core dumps as the cache's is.
+    pub memory: MemoryConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -66,6 +69,7 @@ impl Default for WorkerConfig {
             email: None,
             campaigns: BTreeMap::new(),
             sites: BTreeMap::new(),
+            memory: MemoryConfig::default(),
             log: LogConfig::default(),
         }
     }

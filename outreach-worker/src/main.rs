@@ -2,8 +2,9 @@
 //! email; see the crate documentation and the README.
 //!
 //! Exit codes: 0 after a clean shutdown (SIGTERM or SIGINT: sends under way finish);
-//! 64 for bad flags or configuration; 69 when the metrics port cannot be bound; 70 for
-//! anything else that stops it from starting.
+//! 64 for bad flags or configuration; 69 when the metrics port cannot be bound; 71 when
+//! memory cannot be locked (see `memory.allow_unlocked`); 70 for anything else that stops it
+//! from starting.
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
@@ -26,6 +27,7 @@ static ALLOCATOR: zeroizing_alloc::ZeroAlloc<std::alloc::System> =
 const EX_USAGE: u8 = 64;
 const EX_UNAVAILABLE: u8 = 69;
 const EX_SOFTWARE: u8 = 70;
+const EX_OSERR: u8 = 71;
 
 /// Leases due invitations and sends them by SMS or email.
 #[derive(Debug, Parser)]
@@ -105,6 +107,10 @@ fn main() -> ExitCode {
             Err(e @ StartError::Config(_)) => {
                 eprintln!("outreach-worker: {e}");
                 ExitCode::from(EX_USAGE)
+            }
+            Err(e @ StartError::Memory(_)) => {
+                eprintln!("outreach-worker: {e}");
+                ExitCode::from(EX_OSERR)
             }
             Err(e) => {
                 error!(cause = %e, "outreach-worker failed to start");

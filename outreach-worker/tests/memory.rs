@@ -1,7 +1,8 @@
 //! The worker binary's memory after it has sent (issue 9, item 1): invitations to contacts
 //! with values unique to this run go out by SMS (the Twilio stand-in) and email (aiosmtpd),
 //! every contact is acked, and then no planted phone or email is left anywhere in the
-//! worker's readable memory, though it keeps running with its connections open.
+//! worker's readable memory, though it keeps running with its connections open. Its memory
+//! is locked (`VmLck` covers `VmRSS`) and its core file size limit is 0.
 //!
 //! The scan (`cache-server/tests/common/memscan.rs`) reads `/proc/<pid>/mem`: root only,
 //! as in CI; as another user the test says so and returns. Without aiosmtpd only SMS is
@@ -121,6 +122,23 @@ async fn no_planted_contact_is_left_in_the_workers_memory_after_it_has_sent() {
     // tier's folder. It shows that the scan reads the heap.
     let control = tier.path("w.db").display().to_string();
     needles.push(Needle { label: "control".into(), bytes: control.into_bytes() });
+
+    // Its memory is locked (kept out of swap) and it can leave no core file, as the cache.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let locked_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    let resident_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(locked_kib > 0 && locked_kib >= resident_kib, "VmLck {locked_kib} kB, VmRSS {resident_kib} kB");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap();
+    assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
 
     let scan = memscan::scan(worker.id(), &needles);
     let (control, planted): (Vec<_>, Vec<_>) = scan.hits.iter().partition(|h| h.label == "control");

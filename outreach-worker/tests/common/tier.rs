@@ -214,6 +214,9 @@ impl Tier {
             cache: self.grpc(self.cache, "outreach"),
             ..WorkerConfig::default()
         };
+        // The binary locks its memory when it can (as root, as in CI) and starts anyway when
+        // it cannot.
+        config.memory.allow_unlocked = true;
         config.bridge.grpc = self.grpc(self.bridge_grpc, "outreach");
         config.bridge.public_url = self.public_url();
         config.sms = Some(SmsSettings {
