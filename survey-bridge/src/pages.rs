@@ -171,8 +171,18 @@ impl Pages {
         })
     }
 
+    /// A link that cannot be what was asked for (malformed, unknown, expired): audited, and
+    /// counted toward the client's guessing throttle.
     fn rejected(&self, ip: IpAddr, guid: Option<&Guid>, why: &str, lang: Lang, message: Message) -> Response {
         self.guesses.record_failure(&ip);
+        self.refused(guid, why, lang, message)
+    }
+
+    /// A link refused for what it is (`why`), audited and answered with `message`. A link
+    /// that exists (one already answered) is no guess, so it is not held against the client:
+    /// a patient who opens it again, or several patients behind one address, are not locked
+    /// out.
+    fn refused(&self, guid: Option<&Guid>, why: &str, lang: Lang, message: Message) -> Response {
         let mut event = Event::new("GUID_REJECTED", why, Actor::System);
         event.guid = guid;
         if let Err(response) = self.audit(event) {
@@ -215,7 +225,7 @@ impl Pages {
         match link.state {
             LinkState::Invited => Ok(link),
             LinkState::Responded => {
-                Err(self.rejected(ip, Some(&link.guid), "used", link.lang, Message::AlreadyAnswered))
+                Err(self.refused(Some(&link.guid), "used", link.lang, Message::AlreadyAnswered))
             }
             LinkState::Declined => Err(page(StatusCode::CONFLICT, link.lang, Message::Declined)),
         }

@@ -204,7 +204,7 @@ async fn pages_carry_headers_that_keep_the_guid_in() {
 }
 
 #[tokio::test]
-async fn guessing_links_is_throttled_per_client() {
+async fn guessing_links_is_throttled_per_client_and_reopening_an_answered_one_is_not_a_guess() {
     let dir = tempfile::tempdir().unwrap();
     let url = common::sqlite(dir.path());
     let bridge = start(&url, |c| c.max_bad_links_per_minute = 3).await;
@@ -220,4 +220,22 @@ async fn guessing_links_is_throttled_per_client() {
     bridge.clock.advance(SignedDuration::from_secs(61));
     let open = http.get(bridge.url(&format!("/s/{g}"))).send().await.unwrap();
     assert_eq!(open.status(), StatusCode::OK);
+
+    // A link already answered is a real link, not a guess: opened again and again (by its
+    // patient, or by patients behind one address) it never locks the client out.
+    bridge.answer_survey(&g).await;
+    let other = guid();
+    bridge.invite(&other, "prov-a1", "en").await;
+    for _ in 0..6 {
+        let again = http.get(bridge.url(&format!("/s/{g}"))).send().await.unwrap();
+        assert_eq!(again.status(), StatusCode::CONFLICT, "already answered");
+    }
+    let fresh = http.get(bridge.url(&format!("/s/{other}"))).send().await.unwrap();
+    assert_eq!(fresh.status(), StatusCode::OK, "not blocked by reopening an answered link");
+    let used = bridge
+        .audit_lines()
+        .iter()
+        .filter(|l| l["action"] == "GUID_REJECTED" && l["result"] == "used")
+        .count();
+    assert_eq!(used, 6, "each reopening is still audited");
 }
