@@ -21,7 +21,7 @@ impl From<StoreError> for Status {
             StoreError::Invalid(e) => invalid(&e),
             StoreError::NotFound => Status::not_found(StoreError::NotFound.to_string()),
             e @ StoreError::Full { .. } => Status::resource_exhausted(e.to_string()),
-            e @ (StoreError::NotLeased | StoreError::LeasedForSuppression) => {
+            e @ (StoreError::NotLeased | StoreError::LeasedForSuppression | StoreError::Superseded) => {
                 Status::failed_precondition(e.to_string())
             }
             e @ (StoreError::Crypto(_) | StoreError::Corrupt) => {

@@ -22,7 +22,7 @@ use prost::Message;
 use proto::{encoded::EncodedContact, v1::Contact};
 use zeroize::{Zeroize, Zeroizing};
 
-pub use queue::{Acked, Due, Outcome};
+pub use queue::{Acked, Due, Fence, Outcome};
 
 use crate::{
     clock::{Clock, day_start, utc_day},
@@ -72,6 +72,9 @@ pub enum StoreError {
     /// An Ack saying sent or retry for a contact leased for suppression.
     #[error("the contact is leased for suppression, not for sending")]
     LeasedForSuppression,
+    /// A fenced Ack whose lease is over: the contact has been handed out again since.
+    #[error("attempt: the contact has been handed out again since this lease; the newer lease stands")]
+    Superseded,
 }
 
 /// Where an entry is in its outreach life.

@@ -63,7 +63,7 @@ async fn call(client: &mut ContactCacheClient<Channel>, rpc: Rpc, guid: &str) ->
         Rpc::Stats => client.stats(StatsRequest {}).await.map(drop),
         Rpc::LeaseDue => client.lease_due(LeaseDueRequest { max: 10, lease_seconds: 60 }).await.map(drop),
         Rpc::Ack => client
-            .ack(AckRequest { guid, outcome: AckOutcome::FailedPermanent as i32, retry_at: None })
+            .ack(AckRequest { guid, outcome: AckOutcome::FailedPermanent as i32, ..Default::default() })
             .await
             .map(drop),
     }

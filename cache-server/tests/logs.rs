@@ -74,12 +74,15 @@ async fn logs_hold_no_planted_contact_data() {
         let outcome =
             if d.kind == DueKind::Suppress as i32 { AckOutcome::Suppressed } else { AckOutcome::Sent };
         c.outreach
-            .ack(AckRequest { guid: d.guid.clone(), outcome: outcome as i32, retry_at: None })
+            .ack(AckRequest { guid: d.guid.clone(), outcome: outcome as i32, ..Default::default() })
             .await
             .unwrap();
     }
-    let _ =
-        c.outreach.ack(AckRequest { guid: guids[3].clone(), outcome: 0, retry_at: None }).await.unwrap_err();
+    let _ = c
+        .outreach
+        .ack(AckRequest { guid: guids[3].clone(), outcome: 0, ..Default::default() })
+        .await
+        .unwrap_err();
     let _ = c.outreach.lease_due(LeaseDueRequest { max: 0, lease_seconds: 0 }).await.unwrap_err();
 
     // Bad rows one by one, then everything in a stream that overruns the bound.

@@ -161,7 +161,8 @@ async fn exercise(daemon: &Daemon, contacts: &[Contact]) -> Vec<ContactCacheClie
             2 => (AckOutcome::FailedPermanent, None),
             _ => (AckOutcome::Sent, Some(retry_at)),
         };
-        let ack = AckRequest { guid: d.guid.clone(), outcome: outcome as i32, retry_at };
+        let ack =
+            AckRequest { guid: d.guid.clone(), outcome: outcome as i32, retry_at, ..Default::default() };
         outreach.ack(ack).await.unwrap();
     }
     // Of those still held (acked with a retry or a reminder): opt one out, erase one.

@@ -28,7 +28,10 @@ async fn ack(
     retry_at: Option<Timestamp>,
 ) -> Result<(), Status> {
     let retry_at = retry_at.map(|t| prost_types::Timestamp { seconds: t.as_second(), nanos: 0 });
-    client.ack(AckRequest { guid: guid.into(), outcome: outcome as i32, retry_at }).await.map(drop)
+    client
+        .ack(AckRequest { guid: guid.into(), outcome: outcome as i32, retry_at, ..Default::default() })
+        .await
+        .map(drop)
 }
 
 fn guids(due: &[DueContact]) -> HashSet<String> {
@@ -316,7 +319,10 @@ async fn bad_arguments_are_named() {
         ("not-a-guid".into(), AckOutcome::Sent as i32, None, "guid"),
     ];
     for (guid, outcome, retry_at, field) in cases {
-        assert_names(c.outreach.ack(AckRequest { guid, outcome, retry_at }).await, field);
+        assert_names(
+            c.outreach.ack(AckRequest { guid, outcome, retry_at, ..Default::default() }).await,
+            field,
+        );
     }
     // None of the refusals touched the lease.
     ack(&mut c.outreach, &guid, AckOutcome::RetryAt, Some(now + SignedDuration::from_hours(1)))
@@ -344,6 +350,37 @@ async fn acks_for_contacts_not_leased() {
     server.clock.advance(SignedDuration::from_secs(120));
     ack(&mut c.outreach, &guid, AckOutcome::Sent, None).await.unwrap();
     assert!(lease(&mut c.outreach, 10, 60).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_fenced_ack_of_a_lease_taken_again_is_refused_and_the_new_lease_stands() {
+    let server = start(|_| {}).await;
+    let mut c = server.clients().await;
+    let guid = c.put(contact(1)).await;
+    let fenced = |due: &DueContact, outcome: AckOutcome, retry_at: Option<Timestamp>| AckRequest {
+        guid: due.guid.clone(),
+        outcome: outcome as i32,
+        retry_at: retry_at.map(|t| prost_types::Timestamp { seconds: t.as_second(), nanos: 0 }),
+        attempt: due.attempt,
+        sent_before: due.sent_before,
+    };
+    // One worker's lease runs out (a slow provider) and another worker takes the contact.
+    let first = lease(&mut c.outreach, 10, 60).await.remove(0);
+    server.clock.advance(SignedDuration::from_secs(61));
+    let mut other = server.client_as("outreach").await;
+    let second = lease(&mut other, 10, 60).await.remove(0);
+    assert_eq!((first.attempt, second.attempt), (1, 2));
+
+    // The first worker's late RETRY_AT would plan one more send after the second's.
+    let in_an_hour = server.clock.now() + SignedDuration::from_hours(1);
+    let status = c.outreach.ack(fenced(&first, AckOutcome::RetryAt, Some(in_an_hour))).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().starts_with("attempt:"), "{}", status.message());
+    // The second lease stands and takes its own Ack.
+    assert!(lease(&mut other, 10, 60).await.is_empty());
+    other.ack(fenced(&second, AckOutcome::Sent, None)).await.unwrap();
+    assert_eq!(second.guid, guid);
+    assert_eq!(entries(&server).await, 0);
 }
 
 #[tokio::test]

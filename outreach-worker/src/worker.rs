@@ -277,12 +277,12 @@ impl Worker {
             return (None, Handled::NotAcked);
         };
         if due.kind == DueKind::Suppress as i32 {
-            return (None, self.record_suppression(&due.guid, contact).await);
+            return (None, self.record_suppression(&due, contact).await);
         }
         match self.suppression.is_suppressed(non_empty(&contact.phone), non_empty(&contact.email)).await {
             Ok(false) => {}
             Ok(true) => {
-                return (None, self.ack(&due.guid, AckOutcome::Suppressed, None, Handled::Suppressed).await);
+                return (None, self.ack(&due, AckOutcome::Suppressed, None, Handled::Suppressed).await);
             }
             Err(err) => {
                 error!(cause = %err, "suppression list unreadable; not sending");
@@ -292,7 +292,7 @@ impl Worker {
         if !self.site_identified(&contact.site_id) && self.settings.require_site_identity {
             let now = self.clock.now();
             let at = now.saturating_add(NO_CHANNEL_RETRY).unwrap_or(now);
-            return (None, self.ack(&due.guid, AckOutcome::RetryAt, Some(at), Handled::NoSiteIdentity).await);
+            return (None, self.ack(&due, AckOutcome::RetryAt, Some(at), Handled::NoSiteIdentity).await);
         }
         let reminder = due.sent_before > 0;
         if reminder {
@@ -300,11 +300,11 @@ impl Worker {
             match self.ledger.clone().invitation_answered(request).await {
                 Ok(answer) if !answer.get_ref().answered => {}
                 Ok(_) => {
-                    return (None, self.ack(&due.guid, AckOutcome::Skipped, None, Handled::Skipped).await);
+                    return (None, self.ack(&due, AckOutcome::Skipped, None, Handled::Skipped).await);
                 }
                 Err(status) if status.code() == Code::NotFound => {
                     // Never recorded, or its link has expired: a reminder could only mislead.
-                    return (None, self.ack(&due.guid, AckOutcome::Skipped, None, Handled::Skipped).await);
+                    return (None, self.ack(&due, AckOutcome::Skipped, None, Handled::Skipped).await);
                 }
                 Err(status) => {
                     warn!(code = ?status.code(), "InvitationAnswered failed; left to its lease");
@@ -316,11 +316,11 @@ impl Worker {
         let Some(medium) = self.pick(contact) else {
             warn!(campaign = %contact.campaign_id, "no configured channel for this contact; retrying later");
             let at = now.saturating_add(NO_CHANNEL_RETRY).unwrap_or(now);
-            return (None, self.ack(&due.guid, AckOutcome::RetryAt, Some(at), Handled::NoChannel).await);
+            return (None, self.ack(&due, AckOutcome::RetryAt, Some(at), Handled::NoChannel).await);
         };
         let tz = quiet::time_zone(&contact.time_zone, &self.default_time_zone);
         if let Some(opening) = self.window.as_ref().and_then(|w| w.next_opening(now, &tz)) {
-            let handled = self.ack(&due.guid, AckOutcome::RetryAt, Some(opening), Handled::QuietHours).await;
+            let handled = self.ack(&due, AckOutcome::RetryAt, Some(opening), Handled::QuietHours).await;
             return (Some(medium), handled);
         }
         (Some(medium), self.send(&due, contact, medium, reminder).await)
@@ -365,11 +365,11 @@ impl Worker {
         }
     }
 
-    async fn record_suppression(&self, guid: &str, contact: &Contact) -> Handled {
+    async fn record_suppression(&self, due: &DueContact, contact: &Contact) -> Handled {
         match self.suppression.add(&keys(contact)).await {
             Ok(added) => {
                 info!(added, "opt-out added to the suppression list");
-                self.ack(guid, AckOutcome::Suppressed, None, Handled::SuppressionRecorded).await
+                self.ack(due, AckOutcome::Suppressed, None, Handled::SuppressionRecorded).await
             }
             Err(err) => {
                 error!(cause = %err, "suppression list unwritable; the opt-out will come again");
@@ -415,19 +415,17 @@ impl Worker {
         match sent {
             Sent::Accepted => {
                 self.remember_sent(&due.guid, contact, now).await;
-                self.ack_sent(&due.guid, contact, reminder, now).await
+                self.ack_sent(due, contact, reminder, now).await
             }
             Sent::Later => {
                 let at = now
                     .saturating_add(SignedDuration::from_mins(i64::from(self.settings.retry_minutes)))
                     .unwrap_or(now);
-                self.ack(&due.guid, AckOutcome::RetryAt, Some(at), Handled::Retry).await
+                self.ack(due, AckOutcome::RetryAt, Some(at), Handled::Retry).await
             }
-            Sent::Refused => {
-                self.ack(&due.guid, AckOutcome::FailedPermanent, None, Handled::FailedPermanent).await
-            }
+            Sent::Refused => self.ack(due, AckOutcome::FailedPermanent, None, Handled::FailedPermanent).await,
             Sent::Unsubscribed => match self.suppression.add(&keys(contact)).await {
-                Ok(_) => self.ack(&due.guid, AckOutcome::Suppressed, None, Handled::Suppressed).await,
+                Ok(_) => self.ack(due, AckOutcome::Suppressed, None, Handled::Suppressed).await,
                 Err(err) => {
                     error!(cause = %err, "suppression list unwritable; left to its lease");
                     Handled::NotAcked
@@ -512,34 +510,36 @@ impl Worker {
 
     /// Acks a sent message: with the reminder's time when the campaign has one and this was
     /// the invitation. A reminder that would fall after the contact expires is dropped.
-    async fn ack_sent(&self, guid: &str, contact: &Contact, reminder: bool, now: Timestamp) -> Handled {
+    async fn ack_sent(&self, due: &DueContact, contact: &Contact, reminder: bool, now: Timestamp) -> Handled {
         let days = self.campaigns.get(&contact.campaign_id).and_then(|c| c.reminder_days);
         let remind_at = days
             .filter(|_| !reminder)
             .and_then(|d| now.saturating_add(SignedDuration::from_hours(24 * i64::from(d))).ok());
-        let request = AckRequest {
-            guid: guid.to_owned(),
-            outcome: AckOutcome::Sent as i32,
-            retry_at: remind_at.map(wire),
-        };
+        let request = ack_request(due, AckOutcome::Sent, remind_at);
         match self.cache.client().ack(request).await {
             Ok(_) => Handled::Sent,
             Err(status) if remind_at.is_some() && status.code() == Code::InvalidArgument => {
                 info!(campaign = %contact.campaign_id, "the reminder would come after the contact expires; none planned");
-                self.ack(guid, AckOutcome::Sent, None, Handled::Sent).await
+                self.ack(due, AckOutcome::Sent, None, Handled::Sent).await
             }
             Err(status) => ack_failed(&status, Handled::Sent),
         }
     }
 
-    async fn ack(&self, guid: &str, outcome: AckOutcome, at: Option<Timestamp>, handled: Handled) -> Handled {
-        let request = AckRequest { guid: guid.to_owned(), outcome: outcome as i32, retry_at: at.map(wire) };
+    async fn ack(
+        &self,
+        due: &DueContact,
+        outcome: AckOutcome,
+        at: Option<Timestamp>,
+        handled: Handled,
+    ) -> Handled {
+        let request = ack_request(due, outcome, at);
         match self.cache.client().ack(request).await {
             Ok(_) => handled,
             Err(status) if outcome == AckOutcome::RetryAt && status.code() == Code::InvalidArgument => {
                 // The next try would come after the contact expires: it never will.
                 info!("the contact expires before it could be tried again; giving up on it");
-                Box::pin(self.ack(guid, AckOutcome::FailedPermanent, None, Handled::FailedPermanent)).await
+                Box::pin(self.ack(due, AckOutcome::FailedPermanent, None, Handled::FailedPermanent)).await
             }
             Err(status) => ack_failed(&status, handled),
         }
@@ -553,6 +553,19 @@ enum Sent {
     Later,
     Refused,
     Unsubscribed,
+}
+
+/// The Ack of `due`'s lease, fenced with its attempt: should the lease have run out and the
+/// contact been handed out again (to this worker or another), the cache refuses it and the
+/// newer lease stands, rather than this one's outcome (a retry) planning a second send.
+fn ack_request(due: &DueContact, outcome: AckOutcome, at: Option<Timestamp>) -> AckRequest {
+    AckRequest {
+        guid: due.guid.clone(),
+        outcome: outcome as i32,
+        retry_at: at.map(wire),
+        attempt: due.attempt,
+        sent_before: due.sent_before,
+    }
 }
 
 fn ack_failed(status: &Status, handled: Handled) -> Handled {

@@ -12,10 +12,14 @@ use common::{
     twilio::error,
 };
 use jiff::SignedDuration;
-use outreach_worker::{app, config::CampaignSettings, worker::Worker};
+use outreach_worker::{
+    app,
+    config::CampaignSettings,
+    worker::{Handled, Medium, Worker},
+};
 use proto::{
     ledger::PendingOptOutsRequest,
-    v1::{Channel as Preferred, GetContactRequest, LeaseDueRequest, OptOutRequest},
+    v1::{AckOutcome, AckRequest, Channel as Preferred, GetContactRequest, LeaseDueRequest, OptOutRequest},
 };
 use tonic::Code;
 
@@ -180,6 +184,39 @@ async fn a_provider_that_stays_busy_makes_the_contact_due_again_later() {
     tier.clock.advance(SignedDuration::from_mins(15));
     assert_eq!(w.run_once().await.unwrap(), 1);
     assert_eq!(tier.twilio.accepted_to(PHONE).len(), 1);
+    assert!(gone(&tier, &guid).await);
+}
+
+#[tokio::test]
+async fn a_late_retry_from_a_lease_taken_again_is_refused_and_plans_no_second_send() {
+    let tier = Tier::start().await;
+    let w = worker(&tier, "w.db").await;
+    tier.twilio.script(PHONE, (0..4).map(|_| error(20503, 503)));
+    let guid = tier.put(contact(PHONE, "", "en")).await;
+    // This worker's lease runs out before it is done (a slow provider), and another worker
+    // takes the contact.
+    let mut cache = tier.client("outreach").await;
+    let mut lease = async |seconds| {
+        let request = LeaseDueRequest { max: 10, lease_seconds: seconds };
+        cache.lease_due(request).await.unwrap().into_inner().contacts.remove(0)
+    };
+    let first = lease(60).await;
+    tier.clock.advance(SignedDuration::from_secs(61));
+    let second = lease(300).await;
+    assert_eq!((first.attempt, second.attempt), (1, 2));
+
+    // The provider stays busy: the first worker's RETRY_AT is refused, fenced by its attempt.
+    assert_eq!(w.handle(first).await, (Some(Medium::Sms), Handled::NotAcked));
+    // The second worker sends, and its SENT erases the contact: nothing is planned after it
+    // (an unfenced RETRY_AT would have put the contact back, to be sent once more later).
+    let sent = AckRequest {
+        guid: second.guid.clone(),
+        outcome: AckOutcome::Sent as i32,
+        attempt: second.attempt,
+        sent_before: second.sent_before,
+        ..Default::default()
+    };
+    tier.client("outreach").await.ack(sent).await.unwrap();
     assert!(gone(&tier, &guid).await);
 }
 

@@ -12,7 +12,7 @@ use super::{
 use crate::{
     auth::Rpc,
     error::invalid,
-    store::{Due, DueKind, Outcome},
+    store::{Due, DueKind, Fence, Outcome},
     validate::{self, FieldError},
 };
 
@@ -112,7 +112,9 @@ pub(super) async fn ack(ctx: &Context, who: &Authorized, request: AckRequest) ->
             }
             _ => {}
         }
-        ctx.store.ack(guid, outcome, retry_at)?;
+        let fence = (request.attempt != 0)
+            .then_some(Fence { attempt: request.attempt, sent_before: request.sent_before });
+        ctx.store.ack(guid, fence, outcome, retry_at)?;
         metrics::counter!("cache_outreach_acks_total", "outcome" => outcome.as_str()).increment(1);
         Ok(())
     });

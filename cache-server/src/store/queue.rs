@@ -63,6 +63,15 @@ impl Outcome {
     }
 }
 
+/// The lease a fenced Ack answers: the `attempt` and `sent_before` its [`Due`] carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    /// [`Due::attempt`].
+    pub attempt: u32,
+    /// [`Due::sent_before`].
+    pub sent_before: u32,
+}
+
 /// What an Ack did to the entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acked {
@@ -165,8 +174,9 @@ impl Store {
     /// Records the outcome of the lease on `guid`.
     ///
     /// A lease that ran out still takes its Ack while nobody else has leased the entry (a
-    /// late Ack saves a second send); once leased again, the Ack applies to the new lease,
-    /// since an Ack names only the GUID.
+    /// late Ack saves a second send). Once leased again, a fenced Ack (`fence`: the attempt
+    /// and sent count its lease was handed out with) is refused (`Superseded`) and the new
+    /// lease stands; an unfenced one applies to the new lease, since it names only the GUID.
     ///
     /// Suppression work is erased by SUPPRESSED or FAILED_PERMANENT. SENT, RETRY_AT and
     /// SKIPPED cannot be its outcome: they can only be a late Ack of the invitation leased before
@@ -174,11 +184,13 @@ impl Store {
     /// (`LeasedForSuppression`) and the lease stands.
     ///
     /// Errors: `NotFound` for unknown, expired or erased GUIDs; `NotLeased` for an entry
-    /// that is waiting rather than leased; `Invalid` naming `retry_at` when it is missing
-    /// (RETRY_AT), not in the future, or not before the entry expires.
+    /// that is waiting rather than leased; `Superseded` for a fence that is not the current
+    /// lease's; `Invalid` naming `retry_at` when it is missing (RETRY_AT), not in the future,
+    /// or not before the entry expires.
     pub fn ack(
         &self,
         guid: &Guid,
+        fence: Option<Fence>,
         outcome: Outcome,
         retry_at: Option<Timestamp>,
     ) -> Result<Acked, StoreError> {
@@ -193,6 +205,20 @@ impl Store {
         let EntryState::Leased { kind, .. } = entry.state else {
             return Err(StoreError::NotLeased);
         };
+        if let Some(fence) = fence {
+            // What `lease_due` handed this lease out with: another attempt, or the next
+            // piece of work, is another lease.
+            let current = Fence {
+                attempt: u32::from(entry.attempts),
+                sent_before: match kind {
+                    DueKind::Invite => u32::from(entry.sent),
+                    DueKind::Suppress => 0,
+                },
+            };
+            if fence != current {
+                return Err(StoreError::Superseded);
+            }
+        }
         let again = match (kind, outcome) {
             (_, Outcome::FailedPermanent | Outcome::Suppressed) => None,
             (DueKind::Suppress, Outcome::Sent | Outcome::RetryAt | Outcome::Skipped) => {

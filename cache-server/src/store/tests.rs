@@ -219,17 +219,56 @@ fn a_lease_given_back_is_due_again_with_its_attempt_uncounted() {
 fn acks_move_entries_through_their_states() {
     let (store, clock) = store(10);
     let guid = store.put(contact(1)).unwrap().guid;
-    assert!(matches!(store.ack(&guid, Outcome::Sent, None), Err(StoreError::NotLeased)));
+    assert!(matches!(store.ack(&guid, None, Outcome::Sent, None), Err(StoreError::NotLeased)));
     store.lease_due(10, 60);
     let in_an_hour = clock.now() + SignedDuration::from_hours(1);
-    assert_eq!(store.ack(&guid, Outcome::RetryAt, Some(in_an_hour)).unwrap(), Acked::DueAgain);
-    assert!(matches!(store.ack(&guid, Outcome::Sent, None), Err(StoreError::NotLeased)));
+    assert_eq!(store.ack(&guid, None, Outcome::RetryAt, Some(in_an_hour)).unwrap(), Acked::DueAgain);
+    assert!(matches!(store.ack(&guid, None, Outcome::Sent, None), Err(StoreError::NotLeased)));
     clock.advance(SignedDuration::from_hours(1));
     assert_eq!(store.lease_due(10, 60)[0].attempt, 2);
-    assert_eq!(store.ack(&guid, Outcome::Sent, None).unwrap(), Acked::Erased);
-    assert!(matches!(store.ack(&guid, Outcome::Sent, None), Err(StoreError::NotFound)));
+    assert_eq!(store.ack(&guid, None, Outcome::Sent, None).unwrap(), Acked::Erased);
+    assert!(matches!(store.ack(&guid, None, Outcome::Sent, None), Err(StoreError::NotFound)));
     assert_eq!(store.stats().entries, 0);
     assert_eq!(store.stats().bytes, 0);
+}
+
+#[test]
+fn a_fenced_ack_applies_only_to_its_own_lease() {
+    let (store, clock) = store(10);
+    let guid = store.put(contact(1)).unwrap().guid;
+    let fence = |due: &Due| Some(Fence { attempt: due.attempt, sent_before: due.sent_before });
+    let in_an_hour = || clock.now() + SignedDuration::from_hours(1);
+
+    // A lease that ran out but was not taken again still takes its (late) Ack.
+    let first = store.lease_due(10, 60).remove(0);
+    clock.advance(SignedDuration::from_secs(61));
+    assert_eq!(
+        store.ack(&guid, fence(&first), Outcome::RetryAt, Some(in_an_hour())).unwrap(),
+        Acked::DueAgain
+    );
+
+    // Taken again after it ran out: the first holder's late RETRY_AT is refused, and the
+    // second lease stands (it would otherwise plan a second send after this one's).
+    clock.advance(SignedDuration::from_hours(1));
+    let second = store.lease_due(10, 60).remove(0);
+    clock.advance(SignedDuration::from_secs(61));
+    let third = store.lease_due(10, 60).remove(0);
+    assert_eq!((second.attempt, third.attempt), (2, 3));
+    let late = store.ack(&guid, fence(&second), Outcome::RetryAt, Some(in_an_hour()));
+    assert!(matches!(late, Err(StoreError::Superseded)), "{late:?}");
+    assert!(store.lease_due(10, 60).is_empty(), "the newer lease stands");
+
+    // SENT with a reminder: the reminder is new work (attempt 1 again, one sent before), so
+    // a repeat of the invitation's Ack with its attempt 1 is still told apart.
+    let reminder_at = clock.now() + SignedDuration::from_hours(48);
+    assert_eq!(store.ack(&guid, fence(&third), Outcome::Sent, Some(reminder_at)).unwrap(), Acked::DueAgain);
+    clock.advance(SignedDuration::from_hours(48));
+    let reminder = store.lease_due(10, 60).remove(0);
+    assert_eq!((reminder.attempt, reminder.sent_before), (1, 1));
+    let invitation = Some(Fence { attempt: 1, sent_before: 0 });
+    assert!(matches!(store.ack(&guid, invitation, Outcome::Sent, None), Err(StoreError::Superseded)));
+    // Unfenced, an Ack applies to whatever lease the entry is under.
+    assert_eq!(store.ack(&guid, None, Outcome::Sent, None).unwrap(), Acked::Erased);
 }
 
 #[test]
@@ -239,14 +278,14 @@ fn suppression_work_is_erased_only_by_suppressed_or_failed() {
     store.lease_due(10, 60);
     // Opted out while its invitation is leased: the invitation's late Ack is refused.
     store.opt_out(&guid).unwrap();
-    assert!(matches!(store.ack(&guid, Outcome::Sent, None), Err(StoreError::NotLeased)));
+    assert!(matches!(store.ack(&guid, None, Outcome::Sent, None), Err(StoreError::NotLeased)));
     let due = store.lease_due(10, 60);
     assert_eq!(due[0].kind, DueKind::Suppress);
     assert_eq!(due[0].attempt, 1);
     store.opt_out(&guid).unwrap();
-    assert!(matches!(store.ack(&guid, Outcome::Sent, None), Err(StoreError::LeasedForSuppression)));
+    assert!(matches!(store.ack(&guid, None, Outcome::Sent, None), Err(StoreError::LeasedForSuppression)));
     assert!(matches!(store.get(&guid), Err(StoreError::NotFound)));
-    assert_eq!(store.ack(&guid, Outcome::Suppressed, None).unwrap(), Acked::Erased);
+    assert_eq!(store.ack(&guid, None, Outcome::Suppressed, None).unwrap(), Acked::Erased);
     assert_eq!(store.stats().entries, 0);
 }
 
@@ -257,11 +296,11 @@ fn retry_times_must_be_ahead_and_before_expiry() {
     store.lease_due(10, 60);
     let now = clock.now();
     for at in [now, now - SignedDuration::from_secs(1), "2026-12-24T00:00:00Z".parse().unwrap()] {
-        let err = store.ack(&guid, Outcome::RetryAt, Some(at)).unwrap_err();
+        let err = store.ack(&guid, None, Outcome::RetryAt, Some(at)).unwrap_err();
         assert!(matches!(err, StoreError::Invalid(FieldError { field: "retry_at", .. })), "{at}");
     }
     // Refusals leave the lease standing.
-    store.ack(&guid, Outcome::RetryAt, Some("2026-12-23T23:59:59Z".parse().unwrap())).unwrap();
+    store.ack(&guid, None, Outcome::RetryAt, Some("2026-12-23T23:59:59Z".parse().unwrap())).unwrap();
 }
 
 #[test]
