@@ -6,7 +6,11 @@
 //! - `store/get`: a contact opened and decoded, from a store of 100 000;
 //! - `sweep/1M_scan`: a sweep of 1 million entries of which none has expired;
 //! - `sweep/1M_erase_4pct`: a sweep of 1 million entries erasing the 40 000 of an expired day
-//!   (they are stored again, untimed, before each sweep).
+//!   (they are stored again, untimed, before each sweep);
+//! - `lease/1M_none_due`: a LeaseDue over 1 million entries of which none is due yet (a
+//!   worker polling a cache that holds tomorrow's contacts);
+//! - `lease/1M_all_due_500`: a LeaseDue of 500 over 1 million due entries, the 500 given
+//!   back (timed too) so that every call finds the same work.
 //!
 //! `cargo bench -p cache-server --bench store`.
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -117,5 +121,28 @@ fn sweep(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, crypto, put_get, sweep);
+fn lease(c: &mut Criterion) {
+    const ENTRIES: u64 = 1_000_000;
+    let mut group = c.benchmark_group("lease");
+    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    let (store, clock) = store(30);
+    let tomorrow = clock.now().as_second() + 86_400;
+    for n in 0..ENTRIES {
+        let mut later = contact(n);
+        later.send_after = Some(prost_types::Timestamp { seconds: tomorrow, nanos: 0 });
+        store.put(later).unwrap();
+    }
+    group.bench_function("1M_none_due", |b| b.iter(|| assert!(store.lease_due(500, 60).is_empty())));
+    clock.advance(SignedDuration::from_hours(25));
+    group.bench_function("1M_all_due_500", |b| {
+        b.iter(|| {
+            let due = store.lease_due(500, 60);
+            assert_eq!(due.len(), 500);
+            store.give_back(&due);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, crypto, put_get, sweep, lease);
 criterion_main!(benches);

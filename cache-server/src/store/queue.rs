@@ -3,8 +3,9 @@
 //! There is no queue beside the map: whether an entry is due is read from its state and
 //! `due_at`, so a lease that runs out needs no timer; [`Store::lease_due`] simply treats it
 //! as due. Each call scans the whole map (one shard read lock at a time, keeping only the
-//! `max` oldest candidates in a small heap), which costs O(entries) per call: an index
-//! ordered by due time is left to the performance work. Each candidate is then checked
+//! `max` oldest candidates in a small heap), which costs O(entries) per call, about 30 ms
+//! per million entries (`lease/*` in `benches/store.rs`): an index ordered by due time would
+//! cost more memory per entry than ten million contacts in 3 GiB leave (BENCHMARKS.md). Each candidate is then checked
 //! again and leased under its shard's write lock, so two calls at once never hand out the
 //! same entry. Nothing here awaits: no lock is ever held across an await point.
 
@@ -111,8 +112,14 @@ impl Store {
         // The `max` oldest candidates: a max-heap that drops its largest past `max`.
         let mut oldest = BinaryHeap::with_capacity(max.saturating_add(1));
         for entry in self.entries.iter() {
+            let candidate = (entry.due_at, *entry.key());
+            // Once `max` are kept, a candidate no older than the youngest of them is passed
+            // over before anything else is read: most are, when much is due.
+            if oldest.len() >= max && oldest.peek().is_some_and(|youngest| candidate >= *youngest) {
+                continue;
+            }
             if due_kind(&entry, now_s).is_some() && !self.is_expired(&entry, now) {
-                oldest.push((entry.due_at, *entry.key()));
+                oldest.push(candidate);
                 if oldest.len() > max {
                     oldest.pop();
                 }
