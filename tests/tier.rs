@@ -50,7 +50,7 @@ async fn answer_in_chromium(chromium: &browser::Chromium, public: &str, guid: &s
         chromium.click(&format!("label[for=\"{id}\"]")).await;
     }
     assert_eq!(chromium.count("form:invalid").await, 0);
-    let thanks = chromium.click_through("button[type=submit]").await;
+    let thanks = chromium.click_through("button.primary").await;
     assert_eq!(thanks.status, 200);
     assert_eq!(thanks.path(), format!("/s/{guid}/survey"));
     assert_eq!(chromium.cookies().await, Vec::<String>::new(), "no cookies");

@@ -38,7 +38,9 @@ fuzz_target!(|data: &[u8]| {
     let last = |name: &str| fields.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.clone());
     assert_eq!(form.csrf, last("csrf").unwrap_or_default(), "the last token counts");
     assert_eq!(form.lang, last("lang"), "the last language counts");
-    let rest: Vec<_> = fields.iter().filter(|(n, _)| n != "csrf" && n != "lang").cloned().collect();
+    assert_eq!(form.switch, last("switch"), "the last switch counts");
+    let rest: Vec<_> =
+        fields.iter().filter(|(n, _)| !matches!(n.as_str(), "csrf" | "lang" | "switch")).cloned().collect();
     assert_eq!(form.answers, rest, "every other field is an answer, in order");
 
     let accepted = KEYS.csrf_ok(LINK, "survey", &form.csrf);

@@ -112,11 +112,16 @@ pub fn head(lang: Lang, title: &str) -> String {
 /// The end of a page.
 pub const FOOT: &str = "</main>\n</body>\n</html>\n";
 
-fn switch(lang: Lang, switch_href: &str) -> String {
-    let label = match lang.other() {
+/// The other language's name, in that language.
+fn other_label(lang: Lang) -> &'static str {
+    match lang.other() {
         Lang::En => "English",
         Lang::Fr => "Français",
-    };
+    }
+}
+
+fn switch(lang: Lang, switch_href: &str) -> String {
+    let label = other_label(lang);
     format!(
         "<p class=\"lang\"><a href=\"{}\" hreflang=\"{}\" lang=\"{}\">{label}</a></p>\n",
         escape(switch_href),
@@ -188,20 +193,33 @@ pub fn unsubscribe_page(lang: Lang, action: &str, csrf: &str, switch_href: &str)
     page
 }
 
-/// The built-in survey: one fieldset per question, radios with labels.
+/// The built-in survey: one fieldset per question, radios with labels; the options in
+/// `ticked` (question id, option id) come ticked.
+///
+/// Its language switch is a button of the form (not a link), posting what is ticked so far
+/// with `switch`: the page comes back in the other language with the same answers ticked,
+/// and nothing is sent.
 pub fn survey_page(
     lang: Lang,
     questionnaire: &Questionnaire,
     action: &str,
     csrf: &str,
-    switch_href: &str,
+    ticked: &[(String, String)],
 ) -> String {
     let title = questionnaire.title.get(lang);
     let mut page = head(lang, title);
-    page.push_str(&switch(lang, switch_href));
+    let other = lang.other();
+    let _ = writeln!(
+        page,
+        "<p class=\"lang\"><button type=\"submit\" form=\"survey\" name=\"switch\" value=\"{}\" \
+         formnovalidate lang=\"{}\">{}</button></p>",
+        other.as_str(),
+        other.as_str(),
+        other_label(lang)
+    );
     let _ = write!(
         page,
-        "<h1>{}</h1>\n<p>{}</p>\n<form method=\"post\" action=\"{}\">\n\
+        "<h1>{}</h1>\n<p>{}</p>\n<form id=\"survey\" method=\"post\" action=\"{}\">\n\
          <input type=\"hidden\" name=\"csrf\" value=\"{}\">\n<input type=\"hidden\" name=\"lang\" value=\"{}\">\n",
         escape(title),
         escape(questionnaire.intro.get(lang)),
@@ -222,14 +240,16 @@ pub fn survey_page(
         }
         for choice in &question.options {
             let id = format!("{}-{}", question.id, choice.id);
+            let checked = ticked.iter().any(|(q, o)| *q == question.id && *o == choice.id);
             let _ = writeln!(
                 page,
-                "<div class=\"choice\"><input type=\"radio\" id=\"{}\" name=\"{}\" value=\"{}\"{}>\
+                "<div class=\"choice\"><input type=\"radio\" id=\"{}\" name=\"{}\" value=\"{}\"{}{}>\
                  <label for=\"{}\">{}</label></div>",
                 escape(&id),
                 escape(&question.id),
                 escape(&choice.id),
                 if question.required { " required" } else { "" },
+                if checked { " checked" } else { "" },
                 escape(&id),
                 escape(choice.label.get(lang)),
             );
@@ -314,21 +334,38 @@ mod tests {
     fn survey_page_labels_every_radio() {
         let q = Questionnaire::builtin();
         for lang in [Lang::En, Lang::Fr] {
-            let page = survey_page(lang, &q, "/s/x/survey", "tok", "?lang=fr");
+            let page = survey_page(lang, &q, "/s/x/survey", "tok", &[]);
             assert_eq!(page.matches("<fieldset>").count(), q.questions.len());
             let radios = page.matches("type=\"radio\"").count();
             assert_eq!(radios, q.questions.iter().map(|q| q.options.len()).sum::<usize>());
             assert_eq!(page.matches("<label for=").count(), radios);
             no_outside_resources(&page);
         }
-        assert!(survey_page(Lang::Fr, &q, "/", "t", "?").contains("Envoyer mes réponses"));
+        assert!(survey_page(Lang::Fr, &q, "/", "t", &[]).contains("Envoyer mes réponses"));
+    }
+
+    #[test]
+    fn the_survey_pages_language_switch_posts_the_form_and_keeps_what_is_ticked() {
+        let q = Questionnaire::builtin();
+        let first = &q.questions[0];
+        let ticked = vec![(first.id.clone(), first.options[1].id.clone())];
+        let page = survey_page(Lang::En, &q, "/s/x/survey", "tok", &ticked);
+        assert!(page.contains("<form id=\"survey\""));
+        assert!(page.contains("form=\"survey\" name=\"switch\" value=\"fr\" formnovalidate"), "{page}");
+        assert_eq!(page.matches(" checked").count(), 1);
+        let id = format!("id=\"{}-{}\"", first.id, first.options[1].id);
+        let line = page.lines().find(|l| l.contains(&id)).unwrap();
+        assert!(line.contains(" checked>"), "{line}");
+        // Unknown pairs tick nothing.
+        let odd = vec![(first.id.clone(), "nope".to_owned()), ("nope".to_owned(), "1".to_owned())];
+        assert!(!survey_page(Lang::Fr, &q, "/", "t", &odd).contains(" checked"));
     }
 
     #[test]
     fn questionnaire_text_is_escaped() {
         let mut q = Questionnaire::builtin();
         q.questions[0].text.en = "<script>alert(1)</script>".into();
-        let page = survey_page(Lang::En, &q, "/", "t", "?");
+        let page = survey_page(Lang::En, &q, "/", "t", &[]);
         assert!(!page.contains("<script>"));
         assert!(page.contains("&lt;script&gt;"));
     }

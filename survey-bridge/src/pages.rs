@@ -333,18 +333,20 @@ async fn survey(
     };
     let csrf = pages.keys.csrf(&link.inv.guid_hmac, "survey");
     let action = format!("/s/{}/survey", link.guid);
-    Html(html::survey_page(link.lang, &pages.questionnaire, &action, &csrf, &switch_href(link.lang)))
-        .into_response()
+    Html(html::survey_page(link.lang, &pages.questionnaire, &action, &csrf, &[])).into_response()
 }
 
-/// The fields of a posted survey: the form token, the page language, and the answers
-/// (question id, option id), the latter still to be checked against the questionnaire.
+/// The fields of a posted survey: the form token, the page language, the language switch,
+/// and the answers (question id, option id), the latter still to be checked against the
+/// questionnaire.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SurveyForm {
     /// The form token (the last `csrf` field; empty when there is none).
     pub csrf: String,
     /// The last `lang` field, if any.
     pub lang: Option<String>,
+    /// The last `switch` field, if any: the language switch was pressed, not the send button.
+    pub switch: Option<String>,
     /// Every other field, in order.
     pub answers: Vec<(String, String)>,
 }
@@ -357,6 +359,7 @@ impl SurveyForm {
             match name.as_str() {
                 "csrf" => form.csrf = value,
                 "lang" => form.lang = Some(value),
+                "switch" => form.switch = Some(value),
                 _ => form.answers.push((name, value)),
             }
         }
@@ -370,13 +373,21 @@ async fn survey_answer(
     Path(guid): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let SurveyForm { csrf, lang, answers } = SurveyForm::from_fields(fields);
-    let link = match pages.open(peer.ip(), &guid, lang.as_deref()).await {
+    let SurveyForm { csrf, lang, switch, answers } = SurveyForm::from_fields(fields);
+    // The language switch asks for the page again in its language: it wins over `lang`.
+    let link = match pages.open(peer.ip(), &guid, switch.as_deref().or(lang.as_deref())).await {
         Ok(link) => link,
         Err(response) => return response,
     };
     if !pages.keys.csrf_ok(&link.inv.guid_hmac, "survey", &csrf) {
         return page(StatusCode::FORBIDDEN, link.lang, Message::InvalidLink);
+    }
+    if switch.is_some() {
+        // Not a submission: the same page in the other language, what was ticked still
+        // ticked (unknown pairs simply tick nothing), nothing checked, stored or audited.
+        let action = format!("/s/{}/survey", link.guid);
+        let body = html::survey_page(link.lang, &pages.questionnaire, &action, &csrf, &answers);
+        return Html(body).into_response();
     }
     let answers = match pages.questionnaire.check_answers(&answers) {
         Ok(answers) => answers,

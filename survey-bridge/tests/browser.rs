@@ -133,7 +133,7 @@ async fn answer_in_the_browser(words: &'static Words) {
     survey.check_privacy_headers();
     assert_eq!(chromium.attribute("html", "lang").await.as_deref(), Some(words.lang));
     assert_eq!(chromium.text("h1").await, words.title);
-    assert_eq!(chromium.text("button[type=submit]").await, words.send);
+    assert_eq!(chromium.text("button.primary").await, words.send);
     assert_eq!(chromium.count("fieldset").await, 8);
     assert_eq!(chromium.text("fieldset:last-of-type legend .required").await, words.required);
     assert_eq!(chromium.count("fieldset .required").await, 1, "only the overall rating is required");
@@ -150,7 +150,20 @@ async fn answer_in_the_browser(words: &'static Words) {
     }
     assert_eq!(chromium.count("form:invalid").await, 0);
 
-    let thanks = chromium.click_through("button[type=submit]").await;
+    // Switching language half-way keeps what is ticked, and sends nothing; switching back too.
+    assert_eq!(chromium.text("p.lang button").await, words.switch);
+    let switched = chromium.click_through("p.lang button").await;
+    assert_eq!((switched.status, switched.path()), (200, format!("/s/{g}/survey").as_str()));
+    assert_eq!(chromium.attribute("html", "lang").await.as_deref(), Some(other(words).lang));
+    assert_eq!(chromium.text("button.primary").await, other(words).send);
+    chromium.click_through("p.lang button").await;
+    assert_eq!(chromium.attribute("html", "lang").await.as_deref(), Some(words.lang));
+    assert_eq!(chromium.count("input:checked").await, 3);
+    for id in ["overall-9", "listened-always", "next_steps-yes"] {
+        assert_eq!(chromium.count(&format!("input#{id}:checked")).await, 1, "{id} lost in the switch");
+    }
+
+    let thanks = chromium.click_through("button.primary").await;
     assert_eq!(thanks.path(), format!("/s/{g}/survey"));
     assert_message_page(&chromium, &thanks, 200, words.lang, words.thanks).await;
 
