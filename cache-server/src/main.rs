@@ -10,9 +10,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
-use cache_server::{
-    Listeners, RunError, certs::DevPki, clock::Clock, config::Config, guid::Guid, reload::Reloads, telemetry,
-};
+use cache_server::{Listeners, RunError, certs::DevPki, clock::Clock, config::Config, guid::Guid, telemetry};
 use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing::error;
@@ -236,7 +234,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
             },
             None => None,
         };
-        let reloads = match reload_signal() {
+        let reloads = match cache_server::reload::on_sighup() {
             Ok(reloads) => reloads,
             Err(e) => {
                 eprintln!("cache-server: cannot watch SIGHUP: {e}");
@@ -259,21 +257,6 @@ fn serve(args: &ServeArgs) -> ExitCode {
             }
         }
     })
-}
-
-/// A message on each SIGHUP; several that arrive before the daemon gets to the first count
-/// as one.
-fn reload_signal() -> std::io::Result<Reloads> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangup = signal(SignalKind::hangup())?;
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tokio::spawn(async move {
-        while hangup.recv().await.is_some() {
-            tracing::info!("SIGHUP received: reloading");
-            let _ = tx.try_send(());
-        }
-    });
-    Ok(rx)
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -21,6 +21,21 @@ use crate::{
 /// Asks the daemon to reload, once per message (SIGHUP in the binary).
 pub type Reloads = mpsc::Receiver<()>;
 
+/// A message on each SIGHUP; several that arrive before the daemon gets to the first count
+/// as one. For the daemons' `main` (the survey bridge's too).
+pub fn on_sighup() -> std::io::Result<Reloads> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup())?;
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            info!("SIGHUP received: reloading");
+            let _ = tx.try_send(());
+        }
+    });
+    Ok(rx)
+}
+
 /// What a reload touches.
 #[derive(Debug)]
 pub struct Reloader {

@@ -1,7 +1,13 @@
 //! HTTPS for the patient pages: rustls (ring, TLS 1.2+), handshakes off the accept loop, as
 //! an axum [`Listener`].
 
-use std::{io, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{
+    io,
+    net::SocketAddr,
+    path::Path,
+    sync::{Arc, PoisonError, RwLock},
+    time::Duration,
+};
 
 use axum::{
     extract::connect_info::Connected,
@@ -29,6 +35,28 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, cache
     Ok(Arc::new(config))
 }
 
+/// The pages' TLS configuration in use, replaced whole on reload: handshakes from then on
+/// use the new one; connections already open keep theirs.
+#[derive(Debug)]
+pub struct PagesTls(RwLock<Arc<ServerConfig>>);
+
+impl PagesTls {
+    /// Starts with `config`.
+    pub fn new(config: Arc<ServerConfig>) -> PagesTls {
+        PagesTls(RwLock::new(config))
+    }
+
+    /// The configuration for the next handshake.
+    pub fn current(&self) -> Arc<ServerConfig> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Takes `config` for every handshake from now on.
+    pub fn replace(&self, config: Arc<ServerConfig>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = config;
+    }
+}
+
 /// TLS connections that finished their handshake, for `axum::serve`.
 #[derive(Debug)]
 pub struct TlsListener {
@@ -39,21 +67,17 @@ pub struct TlsListener {
 
 impl TlsListener {
     /// Accepts on `listener` and runs each handshake in its own task.
-    pub fn new(
-        listener: TcpListener,
-        config: Arc<ServerConfig>,
-        handshake_timeout: Duration,
-    ) -> io::Result<Self> {
+    /// Each handshake uses the configuration `tls` holds at that moment.
+    pub fn new(listener: TcpListener, tls: Arc<PagesTls>, handshake_timeout: Duration) -> io::Result<Self> {
         let local = listener.local_addr()?;
         let (tx, rx) = mpsc::channel(64);
-        let acceptor = TlsAcceptor::from(config);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, peer)) = listener.accept().await else {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 };
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                let (acceptor, tx) = (TlsAcceptor::from(tls.current()), tx.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => {

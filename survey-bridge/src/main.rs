@@ -24,6 +24,7 @@ const EX_DATAERR: u8 = 65;
 const EX_NOINPUT: u8 = 66;
 const EX_UNAVAILABLE: u8 = 69;
 const EX_SOFTWARE: u8 = 70;
+const EX_OSERR: u8 = 71;
 
 /// The patient side of the tier: invitation ledger, consent and survey pages, aggregates.
 #[derive(Debug, Parser)]
@@ -110,7 +111,15 @@ fn main() -> ExitCode {
                     return ExitCode::from(EX_UNAVAILABLE);
                 }
             };
-        match survey_bridge::run(Listeners { https, grpc, http }, config, Clock::System, shutdown_signal())
+        let reloads = match cache_server::reload::on_sighup() {
+            Ok(reloads) => reloads,
+            Err(e) => {
+                eprintln!("survey-bridge: cannot watch SIGHUP: {e}");
+                return ExitCode::from(EX_OSERR);
+            }
+        };
+        let listeners = Listeners { https, grpc, http };
+        match survey_bridge::run_with_reloads(listeners, config, Clock::System, shutdown_signal(), reloads)
             .await
         {
             Ok(()) => ExitCode::SUCCESS,

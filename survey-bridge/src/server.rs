@@ -6,6 +6,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use cache_server::{
     audit::{Actor, Audit, Event},
     clock::Clock,
+    reload::Reloads,
     throttle::Throttle,
     tls::Acceptor,
 };
@@ -18,13 +19,14 @@ use tracing::{info, warn};
 use crate::{
     config::BridgeConfig,
     db::Db,
-    https::{self, TlsListener},
+    https::{self, PagesTls, TlsListener},
     keys::Keys,
     ledger::Ledger,
     outbox::{self, Outbox},
     pages::{self, Pages},
     questionnaire::Questionnaire,
     redirect,
+    reload::Reloader,
     results::{self, Reconciler, Webhook},
 };
 
@@ -87,6 +89,19 @@ pub async fn run(
     clock: Clock,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
+    let (_never, reloads) = tokio::sync::mpsc::channel(1);
+    run_with_reloads(listeners, config, clock, shutdown, reloads).await
+}
+
+/// [`run`], and each message of `reloads` reads the certificates again and reopens the audit
+/// file ([`crate::reload`]; SIGHUP in the binary).
+pub async fn run_with_reloads(
+    listeners: Listeners,
+    config: BridgeConfig,
+    clock: Clock,
+    shutdown: impl Future<Output = ()> + Send,
+    reloads: Reloads,
+) -> Result<(), RunError> {
     let questionnaire = Arc::new(load_questionnaire(&config)?);
     let keys = Arc::new(Keys::load(&config.key_file)?);
     let audit_key = cache_server::audit::load_key(&config.audit.key_file)?;
@@ -103,14 +118,14 @@ pub async fn run(
     let grpc_tls =
         cache_server::tls::server_config(&config.tls.cert, &config.tls.key, &config.tls.client_ca)?;
     let handshake_timeout = Duration::from_secs(config.tls.handshake_timeout_seconds);
-    let acceptor = Acceptor::new(
+    let acceptor = Arc::new(Acceptor::new(
         grpc_tls,
         handshake_timeout,
         audit.clone(),
         Throttle::new(20, SignedDuration::from_mins(1), clock.clone()),
-    );
+    ));
     let grpc_addr = listeners.grpc.local_addr()?;
-    let (incoming, accept_task) = cache_server::tls::incoming(listeners.grpc, Arc::new(acceptor));
+    let (incoming, accept_task) = cache_server::tls::incoming(listeners.grpc, acceptor.clone());
     let ledger = Ledger {
         db: db.clone(),
         keys: keys.clone(),
@@ -188,11 +203,11 @@ pub async fn run(
         wake,
     };
     let https_addr = listeners.https.local_addr()?;
-    let listener = TlsListener::new(
-        listeners.https,
-        https::server_config(&config.tls.cert, &config.tls.key)?,
-        handshake_timeout,
-    )?;
+    let pages_tls = Arc::new(PagesTls::new(https::server_config(&config.tls.cert, &config.tls.key)?));
+    let listener = TlsListener::new(listeners.https, pages_tls.clone(), handshake_timeout)?;
+    let reloader =
+        Reloader { tls: config.tls.clone(), pages: pages_tls, ledger: acceptor, audit: audit.clone() };
+    let reload_task = tokio::spawn(reloader.serve(reloads));
     let mut https_stop = stop_rx.clone();
     let app =
         pages::router(pages, webhook, portal).into_make_service_with_connect_info::<https::ClientAddr>();
@@ -229,6 +244,7 @@ pub async fn run(
     })
     .await;
     accept_task.abort();
+    reload_task.abort();
     let _ = outbox_task.await;
     if drained.is_err() {
         warn!("drain deadline passed; closing the connections still open");

@@ -14,7 +14,11 @@ use proto::ledger::{
 };
 use survey_bridge::{Listeners, RunError, config::BridgeConfig};
 use tempfile::TempDir;
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio::{
+    net::TcpListener,
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
 use tonic::transport::Channel;
 
 pub use test_support::csrf;
@@ -79,6 +83,17 @@ pub async fn start(database_url: &str, tweak: impl FnOnce(&mut BridgeConfig)) ->
 
 /// Starts a bridge with `config`, whose files are in `dir`.
 pub async fn start_with(config: BridgeConfig, dir: Arc<TempDir>) -> Bridge {
+    let (_never, reloads) = mpsc::channel(1);
+    start_reloadable(config, dir, reloads).await
+}
+
+/// Starts a bridge with `config`, whose files are in `dir`, reloading on each message of
+/// `reloads` (as on SIGHUP).
+pub async fn start_reloadable(
+    config: BridgeConfig,
+    dir: Arc<TempDir>,
+    reloads: mpsc::Receiver<()>,
+) -> Bridge {
     let database_url = config.database_url.clone();
     let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -90,13 +105,14 @@ pub async fn start_with(config: BridgeConfig, dir: Arc<TempDir>) -> Bridge {
     let http_addr = http.as_ref().map(|l| l.local_addr().unwrap());
     let clock = Clock::manual(START.parse().unwrap());
     let (tx, rx) = oneshot::channel();
-    let handle = tokio::spawn(survey_bridge::run(
+    let handle = tokio::spawn(survey_bridge::run_with_reloads(
         Listeners { https, grpc, http },
         config.clone(),
         clock.clone(),
         async {
             let _ = rx.await;
         },
+        reloads,
     ));
     Bridge {
         https: https_addr,

@@ -1,0 +1,75 @@
+//! Reloading without a restart: on SIGHUP the bridge reads its certificate, key and client
+//! CA again (for both its ports: the patient pages and the ledger) and reopens its audit
+//! file, as the cache does (`cache_server::reload`).
+//!
+//! What fails is logged and audited (`RELOAD`, result `error`) and stays as it was: a
+//! certificate half copied into place leaves the bridge serving the old one on both ports,
+//! and an audit file that cannot be opened leaves the lines going to the file in use.
+//! Handshakes from the reload on use the new material; connections already open keep
+//! theirs. The rest of the configuration is read at start only.
+
+use std::sync::Arc;
+
+use cache_server::{
+    audit::{Actor, Audit, Event},
+    config::TlsConfig,
+    reload::Reloads,
+    tls::{self, Acceptor},
+};
+use tracing::{error, info};
+
+use crate::https::{self, PagesTls};
+
+/// What a reload touches.
+#[derive(Debug)]
+pub struct Reloader {
+    /// Where the TLS material is read from.
+    pub tls: TlsConfig,
+    /// The patient pages' configuration.
+    pub pages: Arc<PagesTls>,
+    /// The ledger's acceptor (mutual TLS).
+    pub ledger: Arc<Acceptor>,
+    /// Reopened, and told what happened.
+    pub audit: Arc<Audit>,
+}
+
+impl Reloader {
+    /// Reloads on each message of `reloads` until its sender is gone.
+    pub async fn serve(self, mut reloads: Reloads) {
+        while reloads.recv().await.is_some() {
+            self.reload();
+        }
+    }
+
+    /// Reopens the audit file and reads the TLS material again. `true` if both worked.
+    pub fn reload(&self) -> bool {
+        let mut failures = Vec::new();
+        if let Err(err) = self.audit.reopen() {
+            failures.push(err.to_string());
+        }
+        // Both ports' configurations are made before either is replaced: they serve one
+        // certificate, and must not part ways when only one of them can be made.
+        let ledger = tls::load_server(&self.tls.cert, &self.tls.key, &self.tls.client_ca);
+        let pages = https::server_config(&self.tls.cert, &self.tls.key);
+        match (ledger, pages) {
+            (Ok(ledger), Ok(pages)) => {
+                self.ledger.replace_config(ledger.config);
+                self.pages.replace(pages);
+            }
+            (Err(err), _) | (_, Err(err)) => failures.push(err.to_string()),
+        }
+        let detail = failures.join("; ");
+        let result = if failures.is_empty() { "ok" } else { "error" };
+        if failures.is_empty() {
+            info!("reloaded: certificates read again, audit file reopened");
+        } else {
+            error!(cause = %detail, "reload failed; what failed is kept as it was");
+        }
+        let mut event = Event::new("RELOAD", result, Actor::System);
+        event.detail = (!detail.is_empty()).then_some(detail.as_str());
+        if let Err(err) = self.audit.record(event) {
+            error!(cause = %err, "cannot audit the reload");
+        }
+        failures.is_empty()
+    }
+}
