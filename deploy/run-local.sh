@@ -4,7 +4,7 @@
 #
 #   cache-server     127.0.0.1:50051 (gRPC over mutual TLS), metrics 127.0.0.1:9464
 #   survey-bridge    https://localhost:8443 (pages, reports), ledger 127.0.0.1:50052,
-#                    http://localhost:8080 redirects
+#                    http://localhost:8080 redirects, metrics 127.0.0.1:9466
 #   outreach-worker  metrics 127.0.0.1:9465; LOCAL-ONLY channels: SMS to a file outbox,
 #                    email to a local mail sink (Debian's python3-aiosmtpd on 127.0.0.1:2525,
 #                    a Maildir), quiet hours off so that the demonstration sends at any hour
@@ -165,7 +165,7 @@ cache-server     gRPC 127.0.0.1:50051 (mutual TLS, server name localhost), calle
                  in $certs/{emr-site-1001,outreach,bridge,admin}.pem; metrics
                  curl http://127.0.0.1:9464/metrics
 survey-bridge    https://localhost:8443 (http://localhost:8080 redirects), ledger 127.0.0.1:50052,
-                 $state/survey-bridge.db
+                 $state/survey-bridge.db; metrics curl http://127.0.0.1:9466/metrics
 outreach-worker  metrics curl http://127.0.0.1:9465/metrics; suppression list
                  $state/outreach-worker.db (HMACs only)
 EMR connector    GUID maps in $state/emr/*.guids.csv; push more with

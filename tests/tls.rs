@@ -10,8 +10,8 @@
 //!   AES-GCM or ChaCha20-Poly1305. On the mutual-TLS ports a client certificate from
 //!   another CA (with the same names) gets an alert instead of service.
 //! - Plain listeners, by design: the bridge's HTTP port only redirects to HTTPS and serves
-//!   no content; the cache's and the worker's Prometheus ports serve `GET /metrics` and
-//!   nothing else.
+//!   no content; the Prometheus ports of the cache, the worker and the bridge serve
+//!   `GET /metrics` and nothing else.
 //!
 //! Every refusal must be a TLS alert sent by the server: a closed connection does not
 //! count, so that the handshake lock-out of the gRPC ports (20 failures a minute per peer)
@@ -118,15 +118,19 @@ struct BridgePorts {
     https: u16,
     grpc: u16,
     http: u16,
+    metrics: u16,
 }
 
-/// The bridge with its HTTPS pages, its ledger and its plain-HTTP redirect port.
+/// The bridge with its HTTPS pages, its ledger, its plain-HTTP redirect port and its
+/// metrics port.
 async fn start_bridge(pki: &Pki) -> (Daemon, BridgePorts) {
-    let ports = BridgePorts { https: free_port(), grpc: free_port(), http: free_port() };
+    let ports =
+        BridgePorts { https: free_port(), grpc: free_port(), http: free_port(), metrics: free_port() };
     let args = set(&[
         ("listen", format!("127.0.0.1:{}", ports.https)),
         ("grpc_listen", format!("127.0.0.1:{}", ports.grpc)),
         ("http_listen", format!("127.0.0.1:{}", ports.http)),
+        ("metrics_listen", format!("127.0.0.1:{}", ports.metrics)),
         ("database_url", format!("sqlite://{}?mode=rwc", pki.state("bridge.db").display())),
         ("key_file", pki.p("survey-bridge-secret.key")),
         ("tls.cert", pki.p("survey-bridge.pem")),
@@ -136,7 +140,13 @@ async fn start_bridge(pki: &Pki) -> (Daemon, BridgePorts) {
         ("audit.key_file", pki.p("audit.key")),
     ]);
     let bridge = Daemon::spawn("survey-bridge", &args, &pki.state("bridge.log"));
-    for (port, what) in [(ports.https, "bridge pages"), (ports.grpc, "ledger"), (ports.http, "redirect")] {
+    let all = [
+        (ports.https, "bridge pages"),
+        (ports.grpc, "ledger"),
+        (ports.http, "redirect"),
+        (ports.metrics, "bridge metrics"),
+    ];
+    for (port, what) in all {
         wait_for_port(port, what).await;
     }
     (bridge, ports)
@@ -740,7 +750,12 @@ from = "Clinic survey <survey@clinic.example.invalid>"
     wait_for_port(worker_metrics, "worker metrics").await;
     let http = reqwest::Client::new();
     // The worker's page lists only the counters recorded so far, possibly none.
-    for (what, port, metric) in [("cache", cache_metrics, "cache_entries"), ("worker", worker_metrics, "")] {
+    let ports = [
+        ("cache", cache_metrics, "cache_entries"),
+        ("worker", worker_metrics, ""),
+        ("bridge", bridge.metrics, "bridge_tls_certificate_expiry_timestamp_seconds"),
+    ];
+    for (what, port, metric) in ports {
         let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
         let page = http.get(url("/metrics")).send().await.unwrap();
         assert_eq!(page.status(), reqwest::StatusCode::OK, "{what}");

@@ -587,10 +587,11 @@ fn exported_metrics() -> BTreeSet<String> {
     names
 }
 
-/// Words of `text` that look like metric names of the tier (`cache_...`, `outreach_...`).
+/// Words of `text` that look like metric names of the tier (`cache_...`, `outreach_...`,
+/// `bridge_...`).
 fn tier_metric_names(text: &str) -> BTreeSet<String> {
     text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|w| w.starts_with("cache_") || w.starts_with("outreach_"))
+        .filter(|w| ["cache_", "outreach_", "bridge_"].iter().any(|p| w.starts_with(p)))
         .map(String::from)
         .collect()
 }
@@ -616,6 +617,7 @@ fn alert_rules_use_only_exported_metrics_and_label_values() {
     let exported = exported_metrics();
     let used = tier_metric_names(&rules);
     assert!(used.contains("cache_memory_locked") && used.contains("cache_last_sweep_timestamp_seconds"));
+    assert!(used.contains("bridge_opt_outs_waiting") && used.contains("bridge_reloads_total"));
     let missing: Vec<&String> = used.iter().filter(|name| !exported.contains(*name)).collect();
     assert!(missing.is_empty(), "alerts.yml uses metrics no daemon exports: {missing:?}");
 

@@ -23,6 +23,8 @@ pub struct BridgeConfig {
     pub grpc_listen: SocketAddr,
     /// A plain-HTTP port that only redirects to the HTTPS pages; none when absent.
     pub http_listen: Option<SocketAddr>,
+    /// Where Prometheus metrics are served over plain HTTP (`GET /metrics`); none when absent.
+    pub metrics_listen: Option<SocketAddr>,
     /// `sqlite://path?mode=rwc` (default) or `postgres://user@host:port/db`.
     pub database_url: String,
     /// Days an invitation link works after it was sent.
@@ -175,6 +177,7 @@ impl Default for BridgeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50052)),
             http_listen: None,
+            metrics_listen: None,
             database_url: "sqlite://state/survey-bridge.db?mode=rwc".into(),
             link_valid_days: 30,
             questionnaire: None,
@@ -265,6 +268,13 @@ impl BridgeConfig {
             && http == self.listen
         {
             return Err(ConfigError::new("http_listen must differ from listen"));
+        }
+        if let Some(metrics) = self.metrics_listen
+            && [Some(self.listen), Some(self.grpc_listen), self.http_listen].contains(&Some(metrics))
+        {
+            return Err(ConfigError::new(
+                "metrics_listen must differ from listen, grpc_listen and http_listen",
+            ));
         }
         if let Some(cache) = &self.cache {
             if !cache.url.starts_with("https://") {

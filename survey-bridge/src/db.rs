@@ -326,6 +326,12 @@ impl Db {
         Ok(())
     }
 
+    /// How many opt-outs wait in the outbox for the cache.
+    pub async fn opt_outs_waiting(&self) -> Result<i64, DbError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM opt_out_outbox").fetch_one(&self.pool).await?;
+        Ok(row.try_get(0)?)
+    }
+
     /// Opt-outs not yet delivered, with their attempts so far.
     pub async fn pending_opt_outs(&self) -> Result<Vec<(String, i64)>, DbError> {
         let rows = sqlx::query("SELECT guid, attempts FROM opt_out_outbox ORDER BY guid")

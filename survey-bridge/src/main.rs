@@ -118,7 +118,17 @@ fn main() -> ExitCode {
                 return ExitCode::from(EX_OSERR);
             }
         };
-        let listeners = Listeners { https, grpc, http };
+        let metrics = match config.metrics_listen {
+            Some(addr) => match TcpListener::bind(addr).await {
+                Ok(listener) => Some(listener),
+                Err(e) => {
+                    eprintln!("survey-bridge: cannot listen on metrics_listen {addr}: {e}");
+                    return ExitCode::from(EX_UNAVAILABLE);
+                }
+            },
+            None => None,
+        };
+        let listeners = Listeners { https, grpc, http, metrics };
         match survey_bridge::run_with_reloads(listeners, config, Clock::System, shutdown_signal(), reloads)
             .await
         {

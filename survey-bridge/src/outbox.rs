@@ -99,6 +99,7 @@ impl Outbox {
                 Err(status) if status.code() == Code::NotFound => "not_found",
                 Err(_) => "unavailable",
             };
+            metrics::counter!("bridge_opt_outs_delivered_total", "result" => outcome).increment(1);
             let mut event = Event::new("OPT_OUT_DELIVERED", outcome, Actor::System);
             event.guid = parsed.as_ref();
             if let Err(err) = self.audit.record(event) {

@@ -173,7 +173,14 @@ impl Pages {
 
     /// A link that cannot be what was asked for (malformed, unknown, expired): audited, and
     /// counted toward the client's guessing throttle.
-    fn rejected(&self, ip: IpAddr, guid: Option<&Guid>, why: &str, lang: Lang, message: Message) -> Response {
+    fn rejected(
+        &self,
+        ip: IpAddr,
+        guid: Option<&Guid>,
+        why: &'static str,
+        lang: Lang,
+        message: Message,
+    ) -> Response {
         self.guesses.record_failure(&ip);
         self.refused(guid, why, lang, message)
     }
@@ -182,7 +189,8 @@ impl Pages {
     /// that exists (one already answered) is no guess, so it is not held against the client:
     /// a patient who opens it again, or several patients behind one address, are not locked
     /// out.
-    fn refused(&self, guid: Option<&Guid>, why: &str, lang: Lang, message: Message) -> Response {
+    fn refused(&self, guid: Option<&Guid>, why: &'static str, lang: Lang, message: Message) -> Response {
+        metrics::counter!("bridge_links_refused_total", "reason" => why).increment(1);
         let mut event = Event::new("GUID_REJECTED", why, Actor::System);
         event.guid = guid;
         if let Err(response) = self.audit(event) {
@@ -200,6 +208,7 @@ impl Pages {
         let asked = lang.and_then(Lang::parse);
         let fallback = asked.unwrap_or(Lang::En);
         if self.guesses.is_blocked(&ip) {
+            metrics::counter!("bridge_links_refused_total", "reason" => "throttled").increment(1);
             return Err(page(StatusCode::TOO_MANY_REQUESTS, fallback, Message::TooManyAttempts));
         }
         let Ok(guid) = text.parse::<Guid>() else {
@@ -275,6 +284,7 @@ async fn consent_answer(
     }
     match form.choice.as_str() {
         "agree" => {
+            metrics::counter!("bridge_consents_total", "choice" => "agree").increment(1);
             let mut event = Event::new("CONSENT_GIVEN", "ok", Actor::System);
             event.guid = Some(&link.guid);
             if let Err(response) = pages.audit(event) {
@@ -293,6 +303,7 @@ async fn consent_answer(
             let outcome =
                 pages.db.decline(&link.guid.to_string(), &link.inv.guid_hmac, pages.clock.now()).await;
             pages.wake.notify_one();
+            metrics::counter!("bridge_consents_total", "choice" => "decline").increment(1);
             let mut event = Event::new("OPT_OUT", outcome_name(&outcome), Actor::System);
             event.guid = Some(&link.guid);
             if let Err(response) = pages.audit(event) {
@@ -397,6 +408,7 @@ async fn survey_answer(
         }
     };
     let outcome = pages.db.submit(&link.inv.guid_hmac, pages.clock.now(), &answers).await;
+    metrics::counter!("bridge_responses_total", "result" => outcome_name(&outcome)).increment(1);
     let mut event = Event::new("RESPONSE_ACCEPTED", outcome_name(&outcome), Actor::System);
     event.guid = Some(&link.guid);
     if let Err(response) = pages.audit(event) {

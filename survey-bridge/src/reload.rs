@@ -55,11 +55,13 @@ impl Reloader {
             (Ok(ledger), Ok(pages)) => {
                 self.ledger.replace_config(ledger.config);
                 self.pages.replace(pages);
+                record_expiry(ledger.not_after);
             }
             (Err(err), _) | (_, Err(err)) => failures.push(err.to_string()),
         }
         let detail = failures.join("; ");
         let result = if failures.is_empty() { "ok" } else { "error" };
+        metrics::counter!("bridge_reloads_total", "result" => result).increment(1);
         if failures.is_empty() {
             info!("reloaded: certificates read again, audit file reopened");
         } else {
@@ -72,4 +74,10 @@ impl Reloader {
         }
         failures.is_empty()
     }
+}
+
+/// Publishes when the bridge's certificate (both ports serve it) expires
+/// (`bridge_tls_certificate_expiry_timestamp_seconds`).
+pub fn record_expiry(not_after: i64) {
+    metrics::gauge!("bridge_tls_certificate_expiry_timestamp_seconds").set(not_after as f64);
 }

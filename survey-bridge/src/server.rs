@@ -28,6 +28,7 @@ use crate::{
     redirect,
     reload::Reloader,
     results::{self, Reconciler, Webhook},
+    telemetry,
 };
 
 /// The sockets the bridge serves on, bound by the caller.
@@ -39,6 +40,8 @@ pub struct Listeners {
     pub grpc: TcpListener,
     /// The plain-HTTP port that redirects to the pages, if any.
     pub http: Option<TcpListener>,
+    /// The Prometheus port (`GET /metrics`, plain HTTP), if any.
+    pub metrics: Option<TcpListener>,
 }
 
 /// Why the bridge could not start or stopped with an error.
@@ -102,6 +105,10 @@ pub async fn run_with_reloads(
     shutdown: impl Future<Output = ()> + Send,
     reloads: Reloads,
 ) -> Result<(), RunError> {
+    if listeners.metrics.is_some() {
+        // Before anything is counted.
+        cache_server::telemetry::install_recorder();
+    }
     let questionnaire = Arc::new(load_questionnaire(&config)?);
     let keys = Arc::new(Keys::load(&config.key_file)?);
     let audit_key = cache_server::audit::load_key(&config.audit.key_file)?;
@@ -113,13 +120,14 @@ pub async fn run_with_reloads(
     let detail = format!("questionnaire {}", questionnaire.id);
     start.detail = Some(&detail);
     audit.record(start)?;
+    let metrics_task = listeners.metrics.map(|listener| tokio::spawn(telemetry::serve(listener, db.clone())));
 
     // The ledger, for the outreach worker: gRPC over mutual TLS.
-    let grpc_tls =
-        cache_server::tls::server_config(&config.tls.cert, &config.tls.key, &config.tls.client_ca)?;
+    let grpc_tls = cache_server::tls::load_server(&config.tls.cert, &config.tls.key, &config.tls.client_ca)?;
+    crate::reload::record_expiry(grpc_tls.not_after);
     let handshake_timeout = Duration::from_secs(config.tls.handshake_timeout_seconds);
     let acceptor = Arc::new(Acceptor::new(
-        grpc_tls,
+        grpc_tls.config,
         handshake_timeout,
         audit.clone(),
         Throttle::new(20, SignedDuration::from_mins(1), clock.clone()),
@@ -245,6 +253,9 @@ pub async fn run_with_reloads(
     .await;
     accept_task.abort();
     reload_task.abort();
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
     let _ = outbox_task.await;
     if drained.is_err() {
         warn!("drain deadline passed; closing the connections still open");

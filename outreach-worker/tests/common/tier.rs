@@ -102,7 +102,7 @@ impl Tier {
         let (bridge_https, bridge_grpc) = (https.local_addr().unwrap(), grpc.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         stops.push(tx);
-        let listeners = survey_bridge::Listeners { https, grpc, http: None };
+        let listeners = survey_bridge::Listeners { https, grpc, http: None, metrics: None };
         tokio::spawn(survey_bridge::run(listeners, bridge, clock.clone(), async {
             let _ = rx.await;
         }));

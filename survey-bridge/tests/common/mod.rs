@@ -43,6 +43,8 @@ pub struct Bridge {
     pub grpc: SocketAddr,
     /// The plain-HTTP redirect port, when the configuration asked for one.
     pub http: Option<SocketAddr>,
+    /// The metrics port, when the configuration asked for one.
+    pub metrics: Option<SocketAddr>,
     /// The configuration it runs with.
     pub config: BridgeConfig,
     pub clock: Clock,
@@ -103,10 +105,15 @@ pub async fn start_reloadable(
     };
     let (https_addr, grpc_addr) = (https.local_addr().unwrap(), grpc.local_addr().unwrap());
     let http_addr = http.as_ref().map(|l| l.local_addr().unwrap());
+    let metrics = match config.metrics_listen {
+        Some(_) => Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().map(|l| l.local_addr().unwrap());
     let clock = Clock::manual(START.parse().unwrap());
     let (tx, rx) = oneshot::channel();
     let handle = tokio::spawn(survey_bridge::run_with_reloads(
-        Listeners { https, grpc, http },
+        Listeners { https, grpc, http, metrics },
         config.clone(),
         clock.clone(),
         async {
@@ -118,6 +125,7 @@ pub async fn start_reloadable(
         https: https_addr,
         grpc: grpc_addr,
         http: http_addr,
+        metrics: metrics_addr,
         config,
         clock,
         dir,

@@ -1,0 +1,35 @@
+//! The bridge's Prometheus endpoint: `GET /metrics` on `metrics_listen`, plain HTTP, as the
+//! cache and the worker serve theirs. Nothing here names a patient, a GUID or a client
+//! address: counts by outcome only.
+//!
+//! - `bridge_links_refused_total{reason}`: links refused (`malformed`, `unknown`, `expired`,
+//!   `used`, `throttled`);
+//! - `bridge_consents_total{choice}`: `agree` or `decline` on the consent page;
+//! - `bridge_responses_total{result}`: built-in survey submissions (`ok`, `used`, ...);
+//! - `bridge_opt_outs_delivered_total{result}`: declines forwarded to the cache (`ok`,
+//!   `not_found`, `unavailable`);
+//! - `bridge_opt_outs_waiting`: declines in the outbox not yet taken by the cache (read at
+//!   each scrape);
+//! - `bridge_reloads_total{result}`, `bridge_tls_certificate_expiry_timestamp_seconds`.
+
+use axum::{Router, extract::State, routing::get};
+use tokio::net::TcpListener;
+use tracing::warn;
+
+use crate::db::Db;
+
+/// Serves `GET /metrics` on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, db: Db) {
+    let app = Router::new().route("/metrics", get(render)).with_state(db);
+    if let Err(err) = axum::serve(listener, app).await {
+        warn!(cause = %err, "metrics listener stopped");
+    }
+}
+
+async fn render(State(db): State<Db>) -> String {
+    match db.opt_outs_waiting().await {
+        Ok(waiting) => metrics::gauge!("bridge_opt_outs_waiting").set(waiting as f64),
+        Err(err) => warn!(cause = %err, "cannot count the opt-out outbox for the metrics"),
+    }
+    cache_server::telemetry::render_metrics()
+}

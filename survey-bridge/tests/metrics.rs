@@ -1,0 +1,69 @@
+//! The bridge's Prometheus port: counts by outcome, the opt-out outbox, reloads and the
+//! certificate's end; never a GUID. One test in this binary: the recorder is process-wide.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{guid, sqlite, start_reloadable, test_config};
+use tokio::sync::mpsc;
+
+#[tokio::test]
+async fn the_metrics_port_counts_outcomes_and_the_waiting_opt_outs_without_a_guid() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut config, dir) = test_config(Some(sqlite(data.path())));
+    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    let (reloads, receiver) = mpsc::channel(1);
+    let bridge = start_reloadable(config, Arc::clone(&dir), receiver).await;
+    let scrape = async || {
+        let url = format!("http://{}/metrics", bridge.metrics.unwrap());
+        let response = reqwest::get(url).await.unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        response.text().await.unwrap()
+    };
+
+    // An unknown link, a survey answered, a decline (no cache is configured: it waits in the
+    // outbox), a reload.
+    let unknown = guid();
+    let status = bridge.http().get(bridge.url(&format!("/s/{unknown}"))).send().await.unwrap().status();
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
+    let (answered, declined) = (guid(), guid());
+    for g in [&answered, &declined] {
+        bridge.invite(g, "prov-a1", "en").await;
+    }
+    bridge.answer_survey(&answered).await;
+    bridge.decline(&declined).await;
+    reloads.send(()).await.unwrap();
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = scrape().await;
+        if text.contains("bridge_reloads_total") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+
+    for line in [
+        r#"bridge_links_refused_total{reason="unknown"} 1"#,
+        r#"bridge_consents_total{choice="agree"} 1"#,
+        r#"bridge_consents_total{choice="decline"} 1"#,
+        r#"bridge_responses_total{result="ok"} 1"#,
+        r#"bridge_reloads_total{result="ok"} 1"#,
+        "bridge_opt_outs_waiting 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+    // The certificate's end, as the test PKI wrote it: some time ahead.
+    let expiry = text
+        .lines()
+        .find_map(|l| l.strip_prefix("bridge_tls_certificate_expiry_timestamp_seconds "))
+        .unwrap()
+        .parse::<f64>()
+        .unwrap();
+    assert!(expiry > jiff::Timestamp::now().as_second() as f64, "{expiry}");
+    for g in [&unknown, &answered, &declined] {
+        assert!(!text.contains(g.as_str()), "a GUID in the metrics");
+    }
+    bridge.stop().await.unwrap();
+}
