@@ -11,7 +11,8 @@
 //!   them; [`import`] does the same for a CSV export; [`redirect`] is the plain-HTTP port.
 //! - [`accounts`] and [`portal`] sign report readers in (argon2id, TOTP) and serve the
 //!   reports, whose numbers [`report`] builds and renders with small cells suppressed.
-//! - [`telemetry`] serves the Prometheus metrics; [`reload`] reads the certificates again and reopens the audit file on SIGHUP.
+//! - [`telemetry`] serves the Prometheus metrics; [`reload`] reads the certificates again
+//!   and reopens the audit file on SIGHUP.
 //! - [`outbox`] forwards declines to the cache's `OptOut`, retrying while it is down.
 //! - [`db`] keeps the ledger and the aggregates (SQLite or PostgreSQL); [`keys`] derives
 //!   the keys that hash GUIDs and sign forms; [`config`] reads settings.

@@ -5,9 +5,9 @@
 //! as due. Each call scans the whole map (one shard read lock at a time, keeping only the
 //! `max` oldest candidates in a small heap), which costs O(entries) per call, about 30 ms
 //! per million entries (`lease/*` in `benches/store.rs`): an index ordered by due time would
-//! cost more memory per entry than ten million contacts in 3 GiB leave (BENCHMARKS.md). Each candidate is then checked
-//! again and leased under its shard's write lock, so two calls at once never hand out the
-//! same entry. Nothing here awaits: no lock is ever held across an await point.
+//! cost more memory per entry than ten million contacts in 3 GiB leave (BENCHMARKS.md).
+//! Each candidate is then checked again and leased under its shard's write lock, so two
+//! calls at once never hand out the same entry. Nothing here awaits: no lock is ever held across an await point.
 
 use std::collections::BinaryHeap;
 
