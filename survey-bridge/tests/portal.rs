@@ -311,6 +311,55 @@ async fn repeated_failures_lock_an_account_until_the_lock_ends() {
 }
 
 #[tokio::test]
+async fn a_sign_in_posted_from_another_site_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bridge, _db) = bridge_with_data(&sqlite(dir.path())).await;
+    let password =
+        add(&bridge, &["dr.a", "--role", "provider", "--site", "site-1001", "--provider", "prov-a1"]);
+    let http = bridge.http();
+    let forged = |origin: &'static str, site: &'static str, password: String| {
+        http.post(bridge.url("/login"))
+            .header(header::ORIGIN, origin)
+            .header("sec-fetch-site", site)
+            .form(&[("username", "dr.a".to_string()), ("password", password)])
+            .send()
+    };
+    // Another site's page posts wrong passwords (to lock the account out) and the right one
+    // (to sign the browser in): refused before the form is read.
+    for _ in 0..6 {
+        let response =
+            forged("https://evil.example", "cross-site", "wrong-password-guess".into()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert!(response.headers().get(header::SET_COOKIE).is_none());
+    }
+    let response = forged("https://evil.example", "cross-site", password.clone()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(response.headers().get(header::SET_COOKIE).is_none(), "no session");
+    // A browser that sends no Sec-Fetch-Site is judged by its Origin.
+    let old_browser = http
+        .post(bridge.url("/login"))
+        .header(header::ORIGIN, "https://evil.example")
+        .form(&[("username", "dr.a"), ("password", password.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old_browser.status(), StatusCode::FORBIDDEN);
+    // Nothing was counted: the account is not locked, and its own page signs in.
+    let own = format!("https://localhost:{}", bridge.https.port());
+    let response = http
+        .post(bridge.url("/login"))
+        .header(header::ORIGIN, own)
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("username", "dr.a"), ("password", password.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(response.headers()["location"].to_str().unwrap().starts_with("/login/enrol"));
+    bridge.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_site_admin_reads_its_site_and_exports_its_activity_but_not_another_site() {
     let dir = tempfile::tempdir().unwrap();
     let (bridge, _db) = bridge_with_data(&sqlite(dir.path())).await;

@@ -4,7 +4,10 @@
 //!
 //! A session is a random token in a `__Host-` cookie (Secure, HttpOnly, SameSite=Strict,
 //! Path=/) that ends after `session_minutes` without a request; the database keeps only
-//! its SHA-256. Forms carry a token bound to the session. The patient pages set no cookie.
+//! its SHA-256. Forms carry a token bound to the session, and a form posted from another
+//! site is refused before it is read ([`same_origin`]): the sign-in form has no session to
+//! bind a token to, and a forged sign-in must neither count toward an account's lock nor
+//! sign a browser into someone else's account. The patient pages set no cookie.
 
 // Handlers return early with a finished response; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
@@ -67,7 +70,41 @@ pub fn router(portal: Portal) -> Router {
         .route("/reports/report.json", get(reports::json))
         .route("/reports/activity.csv", get(reports::activity))
         .route("/reports/usage.csv", get(reports::usage))
+        .layer(axum::middleware::from_fn(same_origin))
         .with_state(Arc::new(portal))
+}
+
+/// Refuses (403) a form posted from another site, as the browser reports it: a
+/// `Sec-Fetch-Site` other than `same-origin` or `none`, or (from a browser that does not
+/// send it) an `Origin` that is not this host over HTTPS. A request that says neither (a
+/// script, an old browser) goes on to the form's own checks.
+async fn same_origin(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if !matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD)
+        && !from_this_origin(request.headers(), request.uri())
+    {
+        return (StatusCode::FORBIDDEN, "this form must be sent from the bridge's own pages").into_response();
+    }
+    next.run(request).await
+}
+
+/// Whether a request's `Sec-Fetch-Site`, else its `Origin`, says it comes from the bridge's
+/// own pages. `Origin: null` tells nothing: browsers send it for the bridge's own forms,
+/// whose pages set `Referrer-Policy: no-referrer`.
+fn from_this_origin(headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return matches!(site.as_bytes(), b"same-origin" | b"none");
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else { return true };
+    if origin.as_bytes() == b"null" {
+        return true;
+    }
+    // HTTP/1.1 names the host in `Host`, HTTP/2 in the request's authority.
+    let host =
+        headers.get(header::HOST).and_then(|h| h.to_str().ok()).or(uri.authority().map(|a| a.as_str()));
+    match (origin.to_str().ok().and_then(|o| o.strip_prefix("https://")), host) {
+        (Some(origin_host), Some(host)) => origin_host.eq_ignore_ascii_case(host),
+        _ => false,
+    }
 }
 
 /// A request's session: who, at which stage, and the hash its token is stored under.
@@ -192,6 +229,46 @@ impl Portal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forms_from_another_origin_are_told_apart() {
+        let uri: axum::http::Uri = "/login".parse().unwrap();
+        let h2: axum::http::Uri = "https://bridge.example:8443/login".parse().unwrap();
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, HeaderValue::from_static(value));
+            }
+            map
+        };
+        let host = ("host", "bridge.example:8443");
+        for (pairs, uri, same) in [
+            (vec![], &uri, true),
+            (vec![host, ("origin", "https://bridge.example:8443")], &uri, true),
+            (
+                vec![host, ("origin", "https://BRIDGE.example:8443"), ("sec-fetch-site", "same-origin")],
+                &uri,
+                true,
+            ),
+            (vec![("origin", "https://bridge.example:8443")], &h2, true),
+            (vec![host, ("sec-fetch-site", "none")], &uri, true),
+            (vec![host, ("origin", "https://evil.example")], &uri, false),
+            (vec![host, ("origin", "http://bridge.example:8443")], &uri, false),
+            (vec![host, ("origin", "https://bridge.example:8443.evil.example")], &uri, false),
+            (vec![host, ("origin", "null")], &uri, true),
+            (vec![host, ("origin", "null"), ("sec-fetch-site", "same-origin")], &uri, true),
+            (vec![host, ("origin", "null"), ("sec-fetch-site", "cross-site")], &uri, false),
+            (vec![("origin", "https://bridge.example:8443")], &uri, false),
+            (vec![host, ("sec-fetch-site", "cross-site")], &uri, false),
+            (
+                vec![host, ("sec-fetch-site", "same-site"), ("origin", "https://bridge.example:8443")],
+                &uri,
+                false,
+            ),
+        ] {
+            assert_eq!(from_this_origin(&headers(&pairs), uri), same, "{pairs:?} {uri}");
+        }
+    }
 
     #[test]
     fn the_session_cookie_is_found_among_others_and_checked() {
