@@ -33,6 +33,9 @@ pub struct BridgeConfig {
     pub questionnaire: Option<PathBuf>,
     /// Per-campaign settings, by campaign id.
     pub campaigns: BTreeMap<String, CampaignConfig>,
+    /// Per-site clinic identity, by site id, shown on the consent page (the same
+    /// `[sites."<id>"]` entries as the worker's).
+    pub sites: BTreeMap<String, SiteConfig>,
     /// The contact cache, which declines are forwarded to (`OptOut`). Without it they wait
     /// in the outbox.
     pub cache: Option<CacheClientConfig>,
@@ -171,6 +174,47 @@ pub struct CampaignConfig {
     pub external_url: Option<String>,
 }
 
+/// A site's clinic as patients know it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SiteConfig {
+    /// The clinic's name, e.g. `Clinique Soleil`: the consent page says who asks.
+    pub name: String,
+    /// One line with the clinic's address and a phone number, email or web address: shown
+    /// under the consent form for questions. Optional.
+    pub contact: Option<String>,
+}
+
+/// The longest clinic name and contact line, in characters.
+const MAX_SITE_NAME: usize = 100;
+const MAX_SITE_CONTACT: usize = 200;
+
+impl SiteConfig {
+    /// Checks the entry of site `id`: a name, one line each, not overlong.
+    fn check(&self, id: &str) -> Result<(), ConfigError> {
+        if id.trim().is_empty() {
+            return Err(ConfigError::new("sites: a site id must not be empty"));
+        }
+        if self.name.trim().is_empty() {
+            return Err(ConfigError::new(format!("sites.{id}.name: must not be empty")));
+        }
+        let fields =
+            [("name", Some(&self.name), MAX_SITE_NAME), ("contact", self.contact.as_ref(), MAX_SITE_CONTACT)];
+        for (field, value, max) in fields {
+            let Some(value) = value else { continue };
+            if value.chars().any(char::is_control) {
+                return Err(ConfigError::new(format!(
+                    "sites.{id}.{field}: must be one line, without line breaks or other control characters"
+                )));
+            }
+            if value.chars().count() > max {
+                return Err(ConfigError::new(format!("sites.{id}.{field}: at most {max} characters")));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for BridgeConfig {
     fn default() -> Self {
         BridgeConfig {
@@ -182,6 +226,7 @@ impl Default for BridgeConfig {
             link_valid_days: 30,
             questionnaire: None,
             campaigns: BTreeMap::new(),
+            sites: BTreeMap::new(),
             cache: None,
             webhook: None,
             import: ImportConfig::default(),
@@ -219,6 +264,9 @@ impl BridgeConfig {
         }
         if self.max_bad_links_per_minute == 0 {
             return Err(ConfigError::new("max_bad_links_per_minute must be at least 1"));
+        }
+        for (id, site) in &self.sites {
+            site.check(id)?;
         }
         if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres")) {
             return Err(ConfigError::new("database_url must start with sqlite: or postgres://"));
@@ -306,5 +354,38 @@ impl BridgeConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(name: &str, contact: Option<&str>) -> SiteConfig {
+        SiteConfig { name: name.into(), contact: contact.map(Into::into) }
+    }
+
+    #[test]
+    fn site_entries_are_read_like_the_workers_and_checked_by_name() {
+        let text = "[sites.\"site-1001\"]\nname = \"Clinique Soleil\"\ncontact = \"613-999-0150\"\n";
+        let config: BridgeConfig = toml::from_str(text).unwrap();
+        assert_eq!(config.sites["site-1001"], site("Clinique Soleil", Some("613-999-0150")));
+
+        let long = "x".repeat(101);
+        for (entry, fault) in [
+            (site(" ", None), "sites.s1.name: must not be empty"),
+            (site("Soleil\nFake", None), "sites.s1.name: must be one line"),
+            (site(&long, None), "sites.s1.name: at most 100 characters"),
+            (site("Soleil", Some("a\tb")), "sites.s1.contact: must be one line"),
+        ] {
+            let mut config = BridgeConfig::default();
+            config.sites.insert("s1".into(), entry);
+            let err = config.check().unwrap_err().to_string();
+            assert!(err.contains(fault), "{err}");
+        }
+        // A good entry passes on to the next check (the files, absent here).
+        let mut config = BridgeConfig::default();
+        config.sites.insert("s1".into(), site("Clinique Soleil", None));
+        assert!(!config.check().unwrap_err().to_string().contains("sites"));
     }
 }

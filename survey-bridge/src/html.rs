@@ -4,7 +4,10 @@
 
 use std::fmt::Write;
 
-use crate::questionnaire::{Kind, Lang, Questionnaire};
+use crate::{
+    config::SiteConfig,
+    questionnaire::{Kind, Lang, Questionnaire},
+};
 
 /// The stylesheet served at `/assets/site.css`.
 pub const SITE_CSS: &str = include_str!("../assets/site.css");
@@ -130,13 +133,38 @@ fn switch(lang: Lang, switch_href: &str) -> String {
     )
 }
 
-/// The consent page: what the survey is, and agree or decline.
-pub fn consent_page(lang: Lang, title: &str, action: &str, csrf: &str, switch_href: &str) -> String {
+/// The consent page: who asks (the invitation's clinic when `[sites]` names it, else "your
+/// clinic"), what the survey is, and agree or decline.
+pub fn consent_page(
+    lang: Lang,
+    title: &str,
+    clinic: Option<&SiteConfig>,
+    action: &str,
+    csrf: &str,
+    switch_href: &str,
+) -> String {
     let mut page = head(lang, title);
     page.push_str(&switch(lang, switch_href));
+    let asks = match clinic {
+        Some(site) => format!(
+            "{} {}",
+            escape(&site.name),
+            tr(
+                lang,
+                "would like to know about your recent visit.",
+                "aimerait connaître votre avis sur votre visite récente."
+            )
+        ),
+        None => tr(
+            lang,
+            "Your clinic would like to know about your recent visit.",
+            "Votre clinique aimerait connaître votre avis sur votre visite récente.",
+        )
+        .to_owned(),
+    };
     let _ = write!(
         page,
-        "<h1>{}</h1>\n<p>{}</p>\n<p>{}</p>\n\
+        "<h1>{}</h1>\n<p>{asks} {}</p>\n<p>{}</p>\n\
          <form method=\"post\" action=\"{}\">\n<input type=\"hidden\" name=\"csrf\" value=\"{}\">\n\
          <input type=\"hidden\" name=\"lang\" value=\"{}\">\n<div class=\"actions\">\n\
          <button class=\"primary\" type=\"submit\" name=\"choice\" value=\"agree\">{}</button>\n\
@@ -145,8 +173,8 @@ pub fn consent_page(lang: Lang, title: &str, action: &str, csrf: &str, switch_hr
         escape(title),
         tr(
             lang,
-            "Your clinic would like to know about your recent visit. The survey is voluntary and anonymous: your answers are combined with those of other patients and are never linked to you.",
-            "Votre clinique aimerait connaître votre avis sur votre visite récente. Le sondage est facultatif et anonyme : vos réponses sont combinées à celles d'autres patients et ne sont jamais associées à vous.",
+            "The survey is voluntary and anonymous: your answers are combined with those of other patients and are never linked to you.",
+            "Le sondage est facultatif et anonyme : vos réponses sont combinées à celles d'autres patients et ne sont jamais associées à vous.",
         ),
         tr(
             lang,
@@ -159,6 +187,14 @@ pub fn consent_page(lang: Lang, title: &str, action: &str, csrf: &str, switch_hr
         tr(lang, "Take the survey", "Répondre au sondage"),
         tr(lang, "No, thank you", "Non merci"),
     );
+    if let Some(contact) = clinic.and_then(|site| site.contact.as_deref()) {
+        let _ = writeln!(
+            page,
+            "<p class=\"clinic\">{} {}</p>",
+            tr(lang, "Questions about this survey:", "Des questions sur ce sondage :"),
+            escape(contact)
+        );
+    }
     page.push_str(FOOT);
     page
 }
@@ -307,12 +343,39 @@ mod tests {
 
     #[test]
     fn consent_page_has_language_token_and_both_choices() {
-        let page = consent_page(Lang::Fr, "Titre", "/s/x/consent", "tok", "?lang=en");
+        let page = consent_page(Lang::Fr, "Titre", None, "/s/x/consent", "tok", "?lang=en");
         assert!(page.contains("<html lang=\"fr\">"));
         assert!(page.contains("name=\"csrf\" value=\"tok\""));
         assert!(page.contains("value=\"agree\"") && page.contains("value=\"decline\""));
         assert!(page.contains("English"));
+        assert!(page.contains("Votre clinique aimerait"), "no [sites] entry: the generic words");
         no_outside_resources(&page);
+    }
+
+    #[test]
+    fn consent_page_names_the_clinic_and_its_contact_escaped() {
+        let site =
+            SiteConfig { name: "Clinique <Soleil>".into(), contact: Some("613-999-0150 & soleil".into()) };
+        for (lang, asks, questions) in [
+            (
+                Lang::En,
+                "Clinique &lt;Soleil&gt; would like to know",
+                "Questions about this survey: 613-999-0150 &amp; soleil",
+            ),
+            (
+                Lang::Fr,
+                "Clinique &lt;Soleil&gt; aimerait connaître",
+                "Des questions sur ce sondage : 613-999-0150 &amp; soleil",
+            ),
+        ] {
+            let page = consent_page(lang, "T", Some(&site), "/s/x/consent", "tok", "?");
+            assert!(page.contains(asks), "{page}");
+            assert!(page.contains(questions), "{page}");
+            assert!(!page.contains("Your clinic") && !page.contains("Votre clinique"));
+        }
+        let unnamed = SiteConfig { name: "Clinique Soleil".into(), contact: None };
+        let page = consent_page(Lang::En, "T", Some(&unnamed), "/s/x/consent", "tok", "?");
+        assert!(!page.contains("class=\"clinic\""));
     }
 
     #[test]

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use tracing::error;
 
 use crate::{
-    config::CampaignConfig,
+    config::{CampaignConfig, SiteConfig},
     db::{Db, Invitation, Outcome, State as LinkState},
     html::{self, Message},
     https::ClientAddr,
@@ -50,6 +50,8 @@ pub struct Pages {
     pub questionnaire: Arc<Questionnaire>,
     /// Per-campaign settings.
     pub campaigns: BTreeMap<String, CampaignConfig>,
+    /// Per-site clinic identity.
+    pub sites: BTreeMap<String, SiteConfig>,
     /// Time.
     pub clock: Clock,
     /// The audit trail.
@@ -259,7 +261,9 @@ async fn consent(
     let csrf = pages.keys.csrf(&link.inv.guid_hmac, "consent");
     let action = format!("/s/{}/consent", link.guid);
     let title = pages.questionnaire.title.get(link.lang);
-    Html(html::consent_page(link.lang, title, &action, &csrf, &switch_href(link.lang))).into_response()
+    let clinic = pages.sites.get(&link.inv.site_id);
+    Html(html::consent_page(link.lang, title, clinic, &action, &csrf, &switch_href(link.lang)))
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]

@@ -205,6 +205,7 @@ pub async fn run_with_reloads(
         keys,
         questionnaire,
         campaigns: config.campaigns.clone(),
+        sites: config.sites.clone(),
         clock: clock.clone(),
         audit: audit.clone(),
         guesses: Throttle::new(config.max_bad_links_per_minute, SignedDuration::from_mins(1), clock),

@@ -7,6 +7,7 @@ mod common;
 use common::{Bridge, csrf, databases, guid, start};
 use jiff::SignedDuration;
 use reqwest::StatusCode;
+use survey_bridge::config::SiteConfig;
 
 const MONTH: &str = "2026-11";
 
@@ -48,11 +49,19 @@ async fn submit(
 async fn record_consent_survey_and_count() {
     let dir = tempfile::tempdir().unwrap();
     for url in databases(dir.path()).await {
-        let bridge = start(&url, |_| {}).await;
+        let bridge = start(&url, |c| {
+            let site = SiteConfig { name: "Clinique Soleil".into(), contact: Some("613-999-0150".into()) };
+            c.sites.insert("site-1001".into(), site);
+        })
+        .await;
         let http = bridge.http();
         let (a, b) = (guid(), guid());
         bridge.invite(&a, "prov-a1", "en").await;
         bridge.invite(&b, "prov-a1", "fr").await;
+        // The consent page says who asks: the invitation's site, as [sites] names it.
+        let consent = http.get(bridge.url(&format!("/s/{b}"))).send().await.unwrap().text().await.unwrap();
+        assert!(consent.contains("Clinique Soleil aimerait connaître votre avis"), "{consent}");
+        assert!(consent.contains("Des questions sur ce sondage : 613-999-0150"), "{consent}");
         // Opened once the bridge has answered, so its migrations are done.
         let db = survey_bridge::db::Db::connect(&url).await.unwrap();
 
