@@ -15,7 +15,7 @@ use tracing::{error, info};
 use crate::{
     audit::{Action, Actor, Audit, Event},
     config::TlsConfig,
-    tls::{self, Acceptor},
+    tls::{self, Acceptor, TlsError},
 };
 
 /// Asks the daemon to reload, once per message (SIGHUP in the binary).
@@ -57,32 +57,42 @@ impl Reloader {
 
     /// Reopens the audit file and reads the TLS material again. `true` if both worked.
     pub fn reload(&self) -> bool {
-        let mut failures = Vec::new();
-        if let Err(err) = self.audit.reopen() {
-            failures.push(err.to_string());
-        }
-        match tls::load_server(&self.tls.cert, &self.tls.key, &self.tls.client_ca) {
-            Ok(loaded) => {
-                self.acceptor.replace_config(loaded.config);
-                record_expiry(loaded.not_after);
-            }
-            Err(err) => failures.push(err.to_string()),
-        }
-        let detail = failures.join("; ");
-        let result = if failures.is_empty() { "ok" } else { "error" };
+        let result = reopen_audit_and(&self.audit, || {
+            let loaded = tls::load_server(&self.tls.cert, &self.tls.key, &self.tls.client_ca)?;
+            self.acceptor.replace_config(loaded.config);
+            record_expiry(loaded.not_after);
+            Ok(())
+        });
         metrics::counter!("cache_reloads_total", "result" => result).increment(1);
-        if failures.is_empty() {
-            info!("reloaded: certificates read again, audit file reopened");
-        } else {
-            error!(cause = %detail, "reload failed; what failed is kept as it was");
-        }
-        let mut event = Event::new(Action::Reload, result, Actor::System);
-        event.detail = (!detail.is_empty()).then_some(detail.as_str());
-        if let Err(err) = self.audit.record(event) {
-            error!(cause = %err, "cannot audit the reload");
-        }
-        failures.is_empty()
+        result == "ok"
     }
+}
+
+/// One reload, as the cache and the survey bridge do it: reopens `audit`, then runs
+/// `read_tls`, which reads the TLS material again and puts it in use, or leaves what is in
+/// use as it was and says why. Logs and audits the outcome (`RELOAD`, with what failed in
+/// `detail`) and returns it: `"ok"` or `"error"`, for the caller's metric.
+pub fn reopen_audit_and(audit: &Audit, read_tls: impl FnOnce() -> Result<(), TlsError>) -> &'static str {
+    let mut failures = Vec::new();
+    if let Err(err) = audit.reopen() {
+        failures.push(err.to_string());
+    }
+    if let Err(err) = read_tls() {
+        failures.push(err.to_string());
+    }
+    let detail = failures.join("; ");
+    let result = if failures.is_empty() { "ok" } else { "error" };
+    if failures.is_empty() {
+        info!("reloaded: certificates read again, audit file reopened");
+    } else {
+        error!(cause = %detail, "reload failed; what failed is kept as it was");
+    }
+    let mut event = Event::new(Action::Reload, result, Actor::System);
+    event.detail = (!detail.is_empty()).then_some(detail.as_str());
+    if let Err(err) = audit.record(event) {
+        error!(cause = %err, "cannot audit the reload");
+    }
+    result
 }
 
 /// Publishes when the server's certificate expires (`cache_tls_certificate_expiry_timestamp_seconds`),

@@ -16,7 +16,6 @@ use proto::v1::{
 };
 use rustls::{ClientConfig, RootCertStore, pki_types::ServerName};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use std::process::Command;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -179,28 +178,9 @@ async fn sighup_reads_the_certificates_again_reopens_the_audit_file_and_keeps_wh
     assert_eq!(status.code(), Some(0));
 }
 
-/// Whether logrotate runs here; when it does not, a note (or a failure with
-/// DEPLOY_REQUIRE_LOGROTATE=1, as in CI).
-fn have_logrotate() -> bool {
-    let found = Command::new("logrotate").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("DEPLOY_REQUIRE_LOGROTATE").as_deref() != Ok("1"),
-            "logrotate is not on PATH and DEPLOY_REQUIRE_LOGROTATE=1 asks for it"
-        );
-        eprintln!("note: logrotate is not on PATH; skipping (set DEPLOY_REQUIRE_LOGROTATE=1 to require it)");
-    }
-    found
-}
-
-fn id(flag: &str) -> String {
-    let out = Command::new("id").arg(flag).output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 #[tokio::test]
 async fn the_shipped_logrotate_file_rotates_the_audit_file_of_a_running_daemon() {
-    if !have_logrotate() {
+    if !test_support::have_logrotate() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -220,23 +200,14 @@ async fn the_shipped_logrotate_file_rotates_the_audit_file_of_a_running_daemon()
     let mut text = shipped.clone();
     for (from, to) in [
         ("/var/log/contact-cache/audit.jsonl", audit.display().to_string()),
-        ("contact-cache contact-cache", format!("{} {}", id("-un"), id("-gn"))),
+        ("contact-cache contact-cache", test_support::user_and_group()),
         ("systemctl reload cache-server", format!("kill -HUP {}", daemon.pid)),
     ] {
         assert!(text.contains(from), "deploy/logrotate/cache-server no longer says {from:?}");
         text = text.replace(from, &to);
     }
-    let conf = dir.path().join("logrotate.conf");
-    fs::write(&conf, text).unwrap();
     let before = daemon.lines.lock().unwrap().len();
-    let output = Command::new("logrotate")
-        .arg("--force")
-        .arg("--state")
-        .arg(dir.path().join("logrotate.state"))
-        .arg(&conf)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "logrotate: {}", String::from_utf8_lossy(&output.stderr));
+    test_support::rotate_now(dir.path(), &text);
     reloaded(&daemon, before, "reloaded").await;
     admin.stats(StatsRequest {}).await.unwrap();
 

@@ -2,7 +2,8 @@
 //! CA again (for both its ports: the patient pages and the ledger) and reopens its audit
 //! file, as the cache does (`cache_server::reload`).
 //!
-//! What fails is logged and audited (`RELOAD`, result `error`) and stays as it was: a
+//! What fails is logged and audited (`RELOAD`, result `error`; the steps are
+//! `cache_server::reload::reopen_audit_and`) and stays as it was: a
 //! certificate half copied into place leaves the bridge serving the old one on both ports,
 //! and an audit file that cannot be opened leaves the lines going to the file in use.
 //! Handshakes from the reload on use the new material; connections already open keep
@@ -11,12 +12,11 @@
 use std::sync::Arc;
 
 use cache_server::{
-    audit::{Actor, Audit, Event},
+    audit::Audit,
     config::TlsConfig,
-    reload::Reloads,
+    reload::{self, Reloads},
     tls::{self, Acceptor},
 };
-use tracing::{error, info};
 
 use crate::https::{self, PagesTls};
 
@@ -43,36 +43,18 @@ impl Reloader {
 
     /// Reopens the audit file and reads the TLS material again. `true` if both worked.
     pub fn reload(&self) -> bool {
-        let mut failures = Vec::new();
-        if let Err(err) = self.audit.reopen() {
-            failures.push(err.to_string());
-        }
-        // Both ports' configurations are made before either is replaced: they serve one
-        // certificate, and must not part ways when only one of them can be made.
-        let ledger = tls::load_server(&self.tls.cert, &self.tls.key, &self.tls.client_ca);
-        let pages = https::server_config(&self.tls.cert, &self.tls.key);
-        match (ledger, pages) {
-            (Ok(ledger), Ok(pages)) => {
-                self.ledger.replace_config(ledger.config);
-                self.pages.replace(pages);
-                record_expiry(ledger.not_after);
-            }
-            (Err(err), _) | (_, Err(err)) => failures.push(err.to_string()),
-        }
-        let detail = failures.join("; ");
-        let result = if failures.is_empty() { "ok" } else { "error" };
+        let result = reload::reopen_audit_and(&self.audit, || {
+            // Both ports' configurations are made before either is replaced: they serve
+            // one certificate, and must not part ways when only one of them can be made.
+            let ledger = tls::load_server(&self.tls.cert, &self.tls.key, &self.tls.client_ca)?;
+            let pages = https::server_config(&self.tls.cert, &self.tls.key)?;
+            self.ledger.replace_config(ledger.config);
+            self.pages.replace(pages);
+            record_expiry(ledger.not_after);
+            Ok(())
+        });
         metrics::counter!("bridge_reloads_total", "result" => result).increment(1);
-        if failures.is_empty() {
-            info!("reloaded: certificates read again, audit file reopened");
-        } else {
-            error!(cause = %detail, "reload failed; what failed is kept as it was");
-        }
-        let mut event = Event::new("RELOAD", result, Actor::System);
-        event.detail = (!detail.is_empty()).then_some(detail.as_str());
-        if let Err(err) = self.audit.record(event) {
-            error!(cause = %err, "cannot audit the reload");
-        }
-        failures.is_empty()
+        result == "ok"
     }
 }
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::{fs, os::unix::fs::PermissionsExt, path::Path, process::Command, sync::Arc, time::Duration};
+use std::{fs, os::unix::fs::PermissionsExt, path::Path, sync::Arc, time::Duration};
 
 use cache_server::certs::DevPki;
 use common::{Bridge, guid, sqlite, start_reloadable, test_config};
@@ -113,25 +113,6 @@ async fn a_reload_reads_the_certificates_again_reopens_the_audit_file_and_keeps_
     bridge.stop().await.unwrap();
 }
 
-/// Whether logrotate runs here; when it does not, a note (or a failure with
-/// DEPLOY_REQUIRE_LOGROTATE=1, as in CI).
-fn have_logrotate() -> bool {
-    let found = Command::new("logrotate").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("DEPLOY_REQUIRE_LOGROTATE").as_deref() != Ok("1"),
-            "logrotate is not on PATH and DEPLOY_REQUIRE_LOGROTATE=1 asks for it"
-        );
-        eprintln!("note: logrotate is not on PATH; skipping (set DEPLOY_REQUIRE_LOGROTATE=1 to require it)");
-    }
-    found
-}
-
-fn id(flag: &str) -> String {
-    let out = Command::new("id").arg(flag).output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 /// The unit's `ExecReload` sends SIGHUP, which the shipped logrotate file relies on.
 #[test]
 fn the_unit_reloads_with_sighup() {
@@ -145,7 +126,7 @@ fn repo() -> std::path::PathBuf {
 
 #[tokio::test]
 async fn the_shipped_logrotate_file_rotates_the_audit_file_of_a_running_bridge() {
-    if !have_logrotate() {
+    if !test_support::have_logrotate() {
         return;
     }
     let data = tempfile::tempdir().unwrap();
@@ -162,7 +143,7 @@ async fn the_shipped_logrotate_file_rotates_the_audit_file_of_a_running_bridge()
     let mut text = fs::read_to_string(repo().join("deploy/logrotate/survey-bridge")).unwrap();
     for (from, to) in [
         ("/var/log/survey-bridge/audit.jsonl", audit.display().to_string()),
-        ("survey-bridge survey-bridge", format!("{} {}", id("-un"), id("-gn"))),
+        ("survey-bridge survey-bridge", test_support::user_and_group()),
         ("systemctl reload survey-bridge", format!("kill -HUP {}", std::process::id())),
     ] {
         assert!(text.contains(from), "deploy/logrotate/survey-bridge no longer says {from:?}");
@@ -170,16 +151,7 @@ async fn the_shipped_logrotate_file_rotates_the_audit_file_of_a_running_bridge()
     }
     let example = fs::read_to_string(repo().join("deploy/survey-bridge.example.toml")).unwrap();
     assert!(example.contains("path = \"/var/log/survey-bridge/audit.jsonl\""), "the example's audit path");
-    let conf = data.path().join("logrotate.conf");
-    fs::write(&conf, text).unwrap();
-    let output = Command::new("logrotate")
-        .arg("--force")
-        .arg("--state")
-        .arg(data.path().join("logrotate.state"))
-        .arg(&conf)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "logrotate: {}", String::from_utf8_lossy(&output.stderr));
+    test_support::rotate_now(data.path(), &text);
 
     let mut reopened = false;
     for _ in 0..200 {

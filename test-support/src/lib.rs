@@ -3,12 +3,14 @@
 //! [`grpc`] opens a tonic channel over mutual TLS with a role certificate of a development
 //! PKI; [`https`] builds an HTTPS client that trusts the test CA and reads a page's CSRF
 //! token; [`db`] makes the databases a storage test runs against (SQLite, and PostgreSQL
-//! when configured). Everything panics on failure, as test set-up does.
+//! when configured); [`logrotate`] runs the shipped logrotate files. Everything panics on failure, as test set-up does.
 
 pub mod db;
 pub mod grpc;
 pub mod https;
+pub mod logrotate;
 
 pub use db::databases;
 pub use grpc::{mtls_channel, mtls_endpoint};
 pub use https::{csrf, https_client};
+pub use logrotate::{have_logrotate, rotate_now, user_and_group};
