@@ -203,6 +203,24 @@ impl ConfigError {
     }
 }
 
+/// Checks a setting that is shown to patients as one line (a clinic's name or contact line):
+/// not blank, no line breaks or other control characters, at most `max` characters. The
+/// error names `setting`.
+pub fn check_line(setting: &str, value: &str, max: usize) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
+        return Err(ConfigError::new(format!("{setting}: must not be empty")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ConfigError::new(format!(
+            "{setting}: must be one line, without line breaks or other control characters"
+        )));
+    }
+    if value.chars().count() > max {
+        return Err(ConfigError::new(format!("{setting}: must be at most {max} characters")));
+    }
+    Ok(())
+}
+
 /// The environment variable prefix: `CACHE_SERVER_STORE__MAX_ENTRIES=5` sets
 /// `store.max_entries`.
 pub const ENV_PREFIX: &str = "CACHE_SERVER_";

@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
 
-use cache_server::config::{ConfigError, LogConfig, MemoryConfig, load_layered};
+use cache_server::config::{ConfigError, LogConfig, MemoryConfig, check_line, load_layered};
 use jiff::civil::Time;
 use serde::{Deserialize, Serialize};
 
@@ -385,18 +385,7 @@ impl SiteIdentity {
         }
         let fields = [("name", &self.name, MAX_SITE_NAME), ("contact", &self.contact, MAX_SITE_CONTACT)];
         for (field, value, max) in fields {
-            let setting = format!("sites.{id}.{field}");
-            if value.trim().is_empty() {
-                return Err(ConfigError::new(format!("{setting}: must not be empty")));
-            }
-            if value.chars().any(char::is_control) {
-                return Err(ConfigError::new(format!(
-                    "{setting}: must be one line, without line breaks or other control characters"
-                )));
-            }
-            if value.chars().count() > max {
-                return Err(ConfigError::new(format!("{setting}: must be at most {max} characters")));
-            }
+            check_line(&format!("sites.{id}.{field}"), value, max)?;
         }
         Ok(())
     }

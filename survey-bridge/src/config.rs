@@ -7,7 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use cache_server::config::{AuditConfig, ConfigError, LogConfig, TlsConfig, load_layered};
+use cache_server::config::{AuditConfig, ConfigError, LogConfig, TlsConfig, check_line, load_layered};
 use serde::{Deserialize, Serialize};
 
 /// The environment variable prefix: `SURVEY_BRIDGE_LINK_VALID_DAYS=14`.
@@ -195,23 +195,11 @@ impl SiteConfig {
         if id.trim().is_empty() {
             return Err(ConfigError::new("sites: a site id must not be empty"));
         }
-        if self.name.trim().is_empty() {
-            return Err(ConfigError::new(format!("sites.{id}.name: must not be empty")));
+        check_line(&format!("sites.{id}.name"), &self.name, MAX_SITE_NAME)?;
+        match &self.contact {
+            Some(contact) => check_line(&format!("sites.{id}.contact"), contact, MAX_SITE_CONTACT),
+            None => Ok(()),
         }
-        let fields =
-            [("name", Some(&self.name), MAX_SITE_NAME), ("contact", self.contact.as_ref(), MAX_SITE_CONTACT)];
-        for (field, value, max) in fields {
-            let Some(value) = value else { continue };
-            if value.chars().any(char::is_control) {
-                return Err(ConfigError::new(format!(
-                    "sites.{id}.{field}: must be one line, without line breaks or other control characters"
-                )));
-            }
-            if value.chars().count() > max {
-                return Err(ConfigError::new(format!("sites.{id}.{field}: at most {max} characters")));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -375,7 +363,7 @@ mod tests {
         for (entry, fault) in [
             (site(" ", None), "sites.s1.name: must not be empty"),
             (site("Soleil\nFake", None), "sites.s1.name: must be one line"),
-            (site(&long, None), "sites.s1.name: at most 100 characters"),
+            (site(&long, None), "sites.s1.name: must be at most 100 characters"),
             (site("Soleil", Some("a\tb")), "sites.s1.contact: must be one line"),
         ] {
             let mut config = BridgeConfig::default();

@@ -93,15 +93,12 @@ fn main() -> ExitCode {
         None => {}
     }
     runtime.block_on(async {
-        let http = match config.http_listen {
-            Some(addr) => match TcpListener::bind(addr).await {
-                Ok(listener) => Some(listener),
-                Err(e) => {
-                    eprintln!("survey-bridge: cannot listen on http_listen {addr}: {e}");
-                    return ExitCode::from(EX_UNAVAILABLE);
-                }
-            },
-            None => None,
+        let (http, metrics) = match (
+            bind_optional("http_listen", config.http_listen).await,
+            bind_optional("metrics_listen", config.metrics_listen).await,
+        ) {
+            (Ok(http), Ok(metrics)) => (http, metrics),
+            (Err(code), _) | (_, Err(code)) => return code,
         };
         let (https, grpc) =
             match (TcpListener::bind(config.listen).await, TcpListener::bind(config.grpc_listen).await) {
@@ -118,16 +115,6 @@ fn main() -> ExitCode {
                 return ExitCode::from(EX_OSERR);
             }
         };
-        let metrics = match config.metrics_listen {
-            Some(addr) => match TcpListener::bind(addr).await {
-                Ok(listener) => Some(listener),
-                Err(e) => {
-                    eprintln!("survey-bridge: cannot listen on metrics_listen {addr}: {e}");
-                    return ExitCode::from(EX_UNAVAILABLE);
-                }
-            },
-            None => None,
-        };
         let listeners = Listeners { https, grpc, http, metrics };
         match survey_bridge::run_with_reloads(listeners, config, Clock::System, shutdown_signal(), reloads)
             .await
@@ -139,6 +126,19 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_SOFTWARE)
             }
         }
+    })
+}
+
+/// The listener of an optional port (`setting` names it), or the exit code when it cannot
+/// be bound.
+async fn bind_optional(
+    setting: &str,
+    addr: Option<std::net::SocketAddr>,
+) -> Result<Option<TcpListener>, ExitCode> {
+    let Some(addr) = addr else { return Ok(None) };
+    TcpListener::bind(addr).await.map(Some).map_err(|e| {
+        eprintln!("survey-bridge: cannot listen on {setting} {addr}: {e}");
+        ExitCode::from(EX_UNAVAILABLE)
     })
 }
 

@@ -1,5 +1,6 @@
 //! The bridge's Prometheus port: counts by outcome, the opt-out outbox, reloads and the
-//! certificate's end; never a GUID. One test in this binary: the recorder is process-wide.
+//! certificate's end; never a GUID. One bridge in this process: the recorder is
+//! process-wide.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -66,4 +67,26 @@ async fn the_metrics_port_counts_outcomes_and_the_waiting_opt_outs_without_a_gui
         assert!(!text.contains(g.as_str()), "a GUID in the metrics");
     }
     bridge.stop().await.unwrap();
+}
+
+/// The binary (another process: the recorder above is not touched) will not start without
+/// a port it was told to serve metrics on: exit 69, naming the setting.
+#[tokio::test]
+async fn a_metrics_port_in_use_stops_the_binary_with_69() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut config, _dir) = test_config(Some(sqlite(data.path())));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    config.metrics_listen = Some(taken.local_addr().unwrap());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.grpc_listen = "127.0.0.1:0".parse().unwrap();
+    let file = data.path().join("bridge.toml");
+    std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_survey-bridge"))
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(69), "{stderr}");
+    assert!(stderr.contains("cannot listen on metrics_listen"), "{stderr}");
 }
