@@ -1,129 +1,30 @@
-//! The files in `deploy/` stay true to the daemons they deploy.
+//! The systemd units and the files beside them in `deploy/` stay true to the daemons they
+//! deploy: they carry the hardening they promise (read in Rust, always), name the users,
+//! directories and files the example configurations use, give the daemons that hold
+//! contacts `CAP_IPC_LOCK` and an unlimited `RLIMIT_MEMLOCK` and the others no capability at
+//! all, and wait longer at stop than each daemon's own grace. When the tools are here:
+//! `systemd-analyze verify` and `systemd-analyze security --offline` on the units, and
+//! `systemd-sysusers` + `systemd-tmpfiles` applied to a scratch root (as root only).
 //!
-//! - The systemd units carry the hardening they promise (read in Rust, always), name the
-//!   users, directories and files the example configurations use, give the cache
-//!   `CAP_IPC_LOCK` and an unlimited `RLIMIT_MEMLOCK` and the others no capability at all,
-//!   and wait longer at stop than each daemon's own grace. When the tools are here:
-//!   `systemd-analyze verify` and `systemd-analyze security --offline` on the units, and
-//!   `systemd-sysusers` + `systemd-tmpfiles` applied to a scratch root (as root only).
-//! - The alert rules use only metrics (and label values) the daemons export, every alert has
-//!   its severity, summary, description and runbook, and OPERATIONS.md describes it. With
-//!   promtool on PATH: `promtool check rules`, `promtool test rules` and `promtool check
-//!   config`.
-//! - The `sh` blocks of CERTIFICATES.md, run with openssl, make certificates the cache
-//!   serves with and accepts each caller by, with the right role and site.
-//!
-//! A tool that is missing is a note on stderr and a pass, unless the matching variable asks
-//! for it: DEPLOY_REQUIRE_PROMTOOL=1, DEPLOY_REQUIRE_SYSTEMD=1 (systemd-analyze,
-//! systemd-sysusers, systemd-tmpfiles), DEPLOY_REQUIRE_OPENSSL=1.
+//! The alert rules are checked in `deploy_alerts.rs`, the certificate recipes in
+//! `deploy_certificates.rs`. A tool that is missing is a note on stderr and a pass, unless
+//! the matching variable asks for it: DEPLOY_REQUIRE_SYSTEMD=1 (systemd-analyze,
+//! systemd-sysusers, systemd-tmpfiles).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+mod deploy;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs,
     os::unix::fs::{MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Command,
 };
 
-use cache_server::{
-    auth::{Role, caller_from_certificate},
-    config::{Config, load_layered},
-};
-use proto::v1::{LeaseDueRequest, PutContactRequest, StatsRequest, contact_cache_client::ContactCacheClient};
+use cache_server::config::{Config, load_layered};
+use deploy::{DAEMONS, Daemon, deploy, have, is_root, read, run};
 use serde_json::Value;
-use tonic::{Code, transport::Identity};
-
-// ---------------------------------------------------------------------------------------
-// Where things are
-// ---------------------------------------------------------------------------------------
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn deploy(rel: &str) -> PathBuf {
-    repo().join("deploy").join(rel)
-}
-
-fn read(path: &Path) -> String {
-    fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// One daemon as deployed: its unit, user, directories and example configuration.
-struct Daemon {
-    unit: &'static str,
-    binary: &'static str,
-    user: &'static str,
-    config_dir: &'static str,
-    config_file: &'static str,
-    example: &'static str,
-}
-
-const DAEMONS: [Daemon; 3] = [
-    Daemon {
-        unit: "cache-server",
-        binary: "cache-server",
-        user: "contact-cache",
-        config_dir: "/etc/contact-cache",
-        config_file: "/etc/contact-cache/cache-server.toml",
-        example: "cache-server.example.toml",
-    },
-    Daemon {
-        unit: "survey-bridge",
-        binary: "survey-bridge",
-        user: "survey-bridge",
-        config_dir: "/etc/survey-bridge",
-        config_file: "/etc/survey-bridge/survey-bridge.toml",
-        example: "survey-bridge.example.toml",
-    },
-    Daemon {
-        unit: "outreach-worker",
-        binary: "outreach-worker",
-        user: "outreach-worker",
-        config_dir: "/etc/outreach-worker",
-        config_file: "/etc/outreach-worker/outreach-worker.toml",
-        example: "outreach-worker.example.toml",
-    },
-];
-
-// ---------------------------------------------------------------------------------------
-// Optional tools
-// ---------------------------------------------------------------------------------------
-
-/// Whether `tool` runs here (`openssl version`, `<tool> --version` for the others). When it
-/// does not: a note on stderr, or a failure when the environment variable `require` is 1.
-fn have(tool: &str, require: &str) -> bool {
-    let probe = if tool == "openssl" { "version" } else { "--version" };
-    let found = Command::new(tool).arg(probe).output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var(require).as_deref() != Ok("1"),
-            "{tool} is not on PATH and {require}=1 asks for it"
-        );
-        eprintln!("note: {tool} is not on PATH; skipping its checks (set {require}=1 to require it)");
-    }
-    found
-}
-
-fn run(command: &mut Command) -> Output {
-    let output = command.output().unwrap_or_else(|e| panic!("{command:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and touches no memory of ours.
-    unsafe { libc::geteuid() == 0 }
-}
 
 // ---------------------------------------------------------------------------------------
 // Unit files
@@ -549,208 +450,4 @@ fn systemd_analyze_verifies_the_units() {
             String::from_utf8_lossy(&output.stdout)
         );
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// Prometheus rules
-// ---------------------------------------------------------------------------------------
-
-/// Metric names the daemons register: the first string literal after `counter!(`,
-/// `gauge!(` or `histogram!(` in their sources.
-fn exported_metrics() -> BTreeSet<String> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    for crate_dir in ["cache-server/src", "outreach-worker/src", "survey-bridge/src"] {
-        walk(&repo().join(crate_dir), &mut files);
-    }
-    let mut names = BTreeSet::new();
-    for file in files {
-        let text = read(&file);
-        for macro_name in ["counter!(", "gauge!(", "histogram!("] {
-            for (at, _) in text.match_indices(macro_name) {
-                let rest = text[at + macro_name.len()..].trim_start();
-                if let Some(rest) = rest.strip_prefix('"') {
-                    names.insert(rest.split('"').next().unwrap().to_string());
-                }
-            }
-        }
-    }
-    names
-}
-
-/// Words of `text` that look like metric names of the tier (`cache_...`, `outreach_...`,
-/// `bridge_...`).
-fn tier_metric_names(text: &str) -> BTreeSet<String> {
-    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|w| ["cache_", "outreach_", "bridge_"].iter().any(|p| w.starts_with(p)))
-        .map(String::from)
-        .collect()
-}
-
-/// The source file under the repository that holds `"value"` as a string literal.
-fn has_literal(crate_src: &str, value: &str) -> bool {
-    fn search(dir: &Path, needle: &str) -> bool {
-        fs::read_dir(dir).unwrap().any(|entry| {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                search(&path, needle)
-            } else {
-                path.extension().is_some_and(|e| e == "rs") && read(&path).contains(needle)
-            }
-        })
-    }
-    search(&repo().join(crate_src), &format!("\"{value}\""))
-}
-
-#[test]
-fn alert_rules_use_only_exported_metrics_and_label_values() {
-    let rules = read(&deploy("prometheus/alerts.yml"));
-    let exported = exported_metrics();
-    let used = tier_metric_names(&rules);
-    assert!(used.contains("cache_memory_locked") && used.contains("cache_last_sweep_timestamp_seconds"));
-    assert!(used.contains("bridge_opt_outs_waiting") && used.contains("bridge_reloads_total"));
-    let missing: Vec<&String> = used.iter().filter(|name| !exported.contains(*name)).collect();
-    assert!(missing.is_empty(), "alerts.yml uses metrics no daemon exports: {missing:?}");
-
-    // Label values the rules select on, and where the daemons spell them.
-    for (value, src) in [
-        ("DeleteContact", "cache-server/src"),
-        ("OptOut", "cache-server/src"),
-        ("PutContact", "cache-server/src"),
-        ("permission_denied", "cache-server/src"),
-        ("unauthenticated", "cache-server/src"),
-        ("unavailable", "cache-server/src"),
-        ("resource_exhausted", "cache-server/src"),
-        ("not_acked", "outreach-worker/src"),
-        ("failed_permanent", "outreach-worker/src"),
-        ("sent", "outreach-worker/src"),
-        ("retry", "outreach-worker/src"),
-    ] {
-        assert!(rules.contains(value), "alerts.yml no longer uses {value}: update this list");
-        assert!(has_literal(src, value), "{src} no longer spells the label value {value:?}");
-    }
-    for job in DAEMONS.iter().map(|d| d.unit) {
-        assert!(rules.contains(&format!("job=\"{job}\"")), "alerts.yml: job {job}");
-    }
-}
-
-#[test]
-fn every_alert_has_severity_summary_description_runbook_and_a_line_in_operations() {
-    let rules = read(&deploy("prometheus/alerts.yml"));
-    let operations = read(&deploy("OPERATIONS.md"));
-    let mut count = 0;
-    for block in rules.split("- alert: ").skip(1) {
-        let name = block.split_whitespace().next().unwrap();
-        for field in ["expr:", "severity:", "summary:", "description:", "runbook:"] {
-            assert!(block.contains(field), "alert {name} has no {field}");
-        }
-        assert!(
-            block.contains("severity: critical") || block.contains("severity: warning"),
-            "alert {name}: severity critical or warning"
-        );
-        assert!(operations.contains(&format!("`{name}`")), "OPERATIONS.md does not describe alert {name}");
-        count += 1;
-    }
-    assert!(count >= 10, "only {count} alerts found");
-}
-
-#[test]
-fn promtool_checks_and_tests_the_rules() {
-    if !have("promtool", "DEPLOY_REQUIRE_PROMTOOL") {
-        return;
-    }
-    let dir = deploy("prometheus");
-    run(Command::new("promtool").args(["check", "rules", "alerts.yml"]).current_dir(&dir));
-    run(Command::new("promtool").args(["test", "rules", "alerts_test.yml"]).current_dir(&dir));
-    run(Command::new("promtool").args(["check", "config", "prometheus.example.yml"]).current_dir(&dir));
-}
-
-// ---------------------------------------------------------------------------------------
-// Certificates
-// ---------------------------------------------------------------------------------------
-
-/// The `sh` blocks of CERTIFICATES.md, in order.
-fn certificate_script() -> String {
-    let text = read(&deploy("CERTIFICATES.md"));
-    let mut script = String::new();
-    let mut inside = false;
-    for line in text.lines() {
-        match (inside, line.trim_end()) {
-            (false, "```sh") => inside = true,
-            (true, "```") => inside = false,
-            (true, _) => {
-                script.push_str(line);
-                script.push('\n');
-            }
-            _ => {}
-        }
-    }
-    assert!(!inside, "CERTIFICATES.md: an sh block is not closed");
-    script
-}
-
-#[tokio::test]
-async fn the_openssl_recipe_makes_certificates_the_cache_serves_with_and_accepts() {
-    if !have("openssl", "DEPLOY_REQUIRE_OPENSSL") {
-        return;
-    }
-    let script = certificate_script();
-    assert!(script.contains("openssl x509 -req"), "CERTIFICATES.md lost its openssl blocks");
-    let pki = tempfile::tempdir().unwrap();
-    run(Command::new("bash").args(["-euo", "pipefail", "-c", &script]).current_dir(pki.path()));
-    let path = |name: &str| pki.path().join(name);
-    for key in ["ca.key", "cache-server.key", "emr-site-1001.key", "outreach.key"] {
-        let mode = fs::metadata(path(key)).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600, "{key}");
-    }
-
-    // Each client certificate names its caller as the cache reads it.
-    for (name, role, site) in [
-        ("emr-site-1001", Role::Emr, Some("site-1001")),
-        ("outreach", Role::Outreach, None),
-        ("bridge", Role::Bridge, None),
-        ("admin", Role::Admin, None),
-    ] {
-        let der = cache_server::tls::load_certs("client", &path(&format!("{name}.pem"))).unwrap();
-        let caller = caller_from_certificate(&der[0]).unwrap_or_else(|e| panic!("{name}.pem: {e}"));
-        assert_eq!((caller.role, caller.site.as_deref(), caller.name.as_str()), (role, site, name));
-    }
-
-    // The cache serves with them and takes each caller for what its certificate says.
-    let (mut config, dir, _) = common::test_config();
-    config.tls.cert = path("cache-server.pem");
-    config.tls.key = path("cache-server.key");
-    config.tls.client_ca = path("ca.pem");
-    let server = common::start_with(config, dir, read(&path("ca.pem"))).await;
-    let client = |name: &str| {
-        let identity =
-            Identity::from_pem(read(&path(&format!("{name}.pem"))), read(&path(&format!("{name}.key"))));
-        let server = &server;
-        async move { ContactCacheClient::new(server.try_channel(Some(identity)).await.unwrap()) }
-    };
-
-    let mut emr = client("emr-site-1001").await;
-    emr.put_contact(PutContactRequest { contact: Some(common::contact(1)) }).await.unwrap();
-    let mut other_site = common::contact(2);
-    other_site.site_id = "site-1002".into();
-    let refused = emr.put_contact(PutContactRequest { contact: Some(other_site) }).await.unwrap_err();
-    assert_eq!(refused.code(), Code::PermissionDenied);
-
-    let due =
-        client("outreach").await.lease_due(LeaseDueRequest { max: 10, lease_seconds: 60 }).await.unwrap();
-    assert_eq!(due.into_inner().contacts.len(), 1);
-    let stats = client("admin").await.stats(StatsRequest {}).await.unwrap().into_inner();
-    assert_eq!(stats.entries, 1);
-    let denied = client("bridge").await.stats(StatsRequest {}).await.unwrap_err();
-    assert_eq!(denied.code(), Code::PermissionDenied);
-    server.stop().await.unwrap();
 }
