@@ -15,8 +15,9 @@ use cache_server::{
     audit::Audit,
     config::TlsConfig,
     reload::{self, Reloads},
-    tls::{self, Acceptor},
+    tls::{self, Acceptor, TlsError},
 };
+use rustls::ServerConfig;
 
 use crate::https::{self, PagesTls};
 
@@ -44,13 +45,9 @@ impl Reloader {
     /// Reopens the audit file and reads the TLS material again. `true` if both worked.
     pub fn reload(&self) -> bool {
         let result = reload::reopen_audit_and(&self.audit, || {
-            // Both ports' configurations are made before either is replaced: they serve
-            // one certificate, and must not part ways when only one of them can be made.
-            let ledger = tls::load_server(&self.tls.cert, &self.tls.key, &self.tls.client_ca)?;
-            let pages = https::server_config(&self.tls.cert, &self.tls.key)?;
-            self.ledger.replace_config(ledger.config);
+            let (ledger, pages) = load(&self.tls)?;
+            self.ledger.replace_config(ledger);
             self.pages.replace(pages);
-            record_expiry(ledger.not_after);
             Ok(())
         });
         metrics::counter!("bridge_reloads_total", "result" => result).increment(1);
@@ -58,8 +55,13 @@ impl Reloader {
     }
 }
 
-/// Publishes when the bridge's certificate (both ports serve it) expires
-/// (`bridge_tls_certificate_expiry_timestamp_seconds`).
-pub fn record_expiry(not_after: i64) {
-    metrics::gauge!("bridge_tls_certificate_expiry_timestamp_seconds").set(not_after as f64);
+/// The bridge's two TLS configurations from the files `tls` names, at start and at each
+/// reload: the ledger's (mutual TLS) and the pages'. Both are made before either is used:
+/// they serve one certificate, and must not part ways when only one of them can be made.
+/// Publishes when that certificate expires (`bridge_tls_certificate_expiry_timestamp_seconds`).
+pub fn load(tls: &TlsConfig) -> Result<(Arc<ServerConfig>, Arc<ServerConfig>), TlsError> {
+    let ledger = tls::load_server(&tls.cert, &tls.key, &tls.client_ca)?;
+    let pages = https::server_config(&tls.cert, &tls.key)?;
+    metrics::gauge!("bridge_tls_certificate_expiry_timestamp_seconds").set(ledger.not_after as f64);
+    Ok((ledger.config, pages))
 }

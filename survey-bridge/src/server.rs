@@ -123,11 +123,10 @@ pub async fn run_with_reloads(
     let metrics_task = listeners.metrics.map(|listener| tokio::spawn(telemetry::serve(listener, db.clone())));
 
     // The ledger, for the outreach worker: gRPC over mutual TLS.
-    let grpc_tls = cache_server::tls::load_server(&config.tls.cert, &config.tls.key, &config.tls.client_ca)?;
-    crate::reload::record_expiry(grpc_tls.not_after);
+    let (grpc_tls, pages_tls) = crate::reload::load(&config.tls)?;
     let handshake_timeout = Duration::from_secs(config.tls.handshake_timeout_seconds);
     let acceptor = Arc::new(Acceptor::new(
-        grpc_tls.config,
+        grpc_tls,
         handshake_timeout,
         audit.clone(),
         Throttle::new(20, SignedDuration::from_mins(1), clock.clone()),
@@ -212,7 +211,7 @@ pub async fn run_with_reloads(
         wake,
     };
     let https_addr = listeners.https.local_addr()?;
-    let pages_tls = Arc::new(PagesTls::new(https::server_config(&config.tls.cert, &config.tls.key)?));
+    let pages_tls = Arc::new(PagesTls::new(pages_tls));
     let listener = TlsListener::new(listeners.https, pages_tls.clone(), handshake_timeout)?;
     let reloader =
         Reloader { tls: config.tls.clone(), pages: pages_tls, ledger: acceptor, audit: audit.clone() };
