@@ -132,12 +132,25 @@ pub struct Event<'a> {
     pub rpc: Option<&'a str>,
     /// A short fixed detail (never request content).
     pub detail: Option<&'a str>,
+    /// Write the time as the UTC day only (`2026-12-03`): for events that must not be placed
+    /// in time beside others, such as a survey response, which an exact time would tie to
+    /// its invitation's other traces.
+    pub day_only: bool,
 }
 
 impl<'a> Event<'a> {
     /// An event with no GUID, count, RPC or detail.
     pub fn new(action: impl Into<&'a str>, result: &'a str, actor: Actor<'a>) -> Self {
-        Event { action: action.into(), result, actor, guid: None, count: None, rpc: None, detail: None }
+        Event {
+            action: action.into(),
+            result,
+            actor,
+            guid: None,
+            count: None,
+            rpc: None,
+            detail: None,
+            day_only: false,
+        }
     }
 }
 
@@ -400,8 +413,10 @@ impl Audit {
             Actor::Caller(c, peer) => (c.name.as_str(), c.role.as_str(), c.site.as_deref(), peer),
             Actor::Peer(peer) => ("unknown", "none", None, peer),
         };
+        let now = self.clock.now();
+        let time = if event.day_only { now.strftime("%Y-%m-%d").to_string() } else { now.to_string() };
         let line = Line {
-            time: self.clock.now().to_string(),
+            time,
             action: event.action,
             result: event.result,
             caller,

@@ -45,6 +45,8 @@ pub struct BridgeConfig {
     pub import: ImportConfig,
     /// The reports for providers, site administrators and analysts.
     pub reports: ReportsConfig,
+    /// How answers wait in the pool before they are counted.
+    pub answers: AnswersConfig,
     /// Failed link look-ups allowed per client address per minute before it is refused for
     /// a minute (counted in memory only; addresses are never stored).
     pub max_bad_links_per_minute: u32,
@@ -164,6 +166,22 @@ impl Default for ReportsConfig {
     }
 }
 
+/// The answer pool: responses wait there, sealed and apart from their invitations, until a
+/// fold counts a whole group (site, provider, campaign, month) at once: when it holds
+/// `reports.min_cell` responses, or when its month is over.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnswersConfig {
+    /// Seconds between folds (at least 1).
+    pub fold_every_seconds: u64,
+}
+
+impl Default for AnswersConfig {
+    fn default() -> Self {
+        AnswersConfig { fold_every_seconds: 3600 }
+    }
+}
+
 /// One campaign's settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -219,6 +237,7 @@ impl Default for BridgeConfig {
             webhook: None,
             import: ImportConfig::default(),
             reports: ReportsConfig::default(),
+            answers: AnswersConfig::default(),
             max_bad_links_per_minute: 20,
             shutdown_grace_seconds: 20,
             tls: TlsConfig {
@@ -249,6 +268,9 @@ impl BridgeConfig {
     pub fn check(&self) -> Result<(), ConfigError> {
         if !(1..=30).contains(&self.link_valid_days) {
             return Err(ConfigError::new("link_valid_days must be between 1 and 30"));
+        }
+        if self.answers.fold_every_seconds == 0 {
+            return Err(ConfigError::new("answers.fold_every_seconds must be at least 1"));
         }
         if self.max_bad_links_per_minute == 0 {
             return Err(ConfigError::new("max_bad_links_per_minute must be at least 1"));

@@ -1,18 +1,26 @@
 //! The bridge's database: the invitation ledger and the anonymous aggregates, in SQLite by
 //! default or PostgreSQL by URL, through sqlx's `Any` driver with embedded migrations.
 //!
-//! A GUID is only ever stored as its HMAC. An answer is only ever stored as one more count
-//! in `answer_counts`, keyed by site, provider, campaign, month, question and answer: no row
-//! links an answer to a GUID, and no time finer than the month is kept.
+//! A GUID is only ever stored as its HMAC. An answer waits, sealed, in the pool
+//! (`db/pool.rs`), apart from its invitation, and becomes one more count in `answer_counts`
+//! (keyed by site, provider, campaign, month, question and answer) when [`Db::fold`] counts
+//! its whole group: no row links an answer to a GUID, by content, transaction or order, and
+//! no time finer than the month is kept. SQLite runs with `secure_delete`, so what is
+//! deleted is overwritten.
 //!
 //! Two queues hold raw GUIDs of opt-outs, beside nothing else: the outbox for the cache's
 //! `OptOut`, and the outreach worker's queue ([`Db::worker_opt_outs`], in
 //! `db/worker_opt_outs.rs`).
 
 use jiff::Timestamp;
-use sqlx::{AnyPool, Row, any::AnyPoolOptions};
+use sqlx::{AnyPool, Executor, Row, any::AnyPoolOptions};
 
+use crate::keys::Keys;
+
+mod pool;
 mod worker_opt_outs;
+
+pub use pool::Folded;
 
 /// The embedded migrations (`survey-bridge/migrations`).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -29,6 +37,9 @@ pub enum DbError {
     /// The GUID was recorded before with other details.
     #[error("the invitation was recorded before with other details")]
     Conflict,
+    /// Answers could not be sealed into the pool.
+    #[error("answer pool: {0}")]
+    Pool(String),
 }
 
 /// One invitation, as the ledger keeps it.
@@ -55,8 +66,10 @@ pub struct Invitation {
 /// Where an invitation is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
-    /// Sent, not yet answered.
+    /// Sent, not yet opened to the survey.
     Invited,
+    /// The patient agreed on the consent page: the survey is open to them. No time is kept.
+    Consented,
     /// Answered: the GUID is used.
     Responded,
     /// The patient declined (opted out).
@@ -67,6 +80,7 @@ impl State {
     fn as_str(self) -> &'static str {
         match self {
             State::Invited => "invited",
+            State::Consented => "consented",
             State::Responded => "responded",
             State::Declined => "declined",
         }
@@ -74,10 +88,16 @@ impl State {
 
     fn parse(s: &str) -> State {
         match s {
+            "consented" => State::Consented,
             "responded" => State::Responded,
             "declined" => State::Declined,
             _ => State::Invited,
         }
+    }
+
+    /// Still open: neither answered nor declined.
+    pub fn is_open(self) -> bool {
+        matches!(self, State::Invited | State::Consented)
     }
 }
 
@@ -92,6 +112,8 @@ pub enum Outcome {
     Expired,
     /// Already answered or declined: nothing changed.
     AlreadyUsed,
+    /// Answers for a link whose patient has not agreed on the consent page: nothing changed.
+    NoConsent,
 }
 
 /// What an unsubscribe came to.
@@ -132,7 +154,20 @@ impl Db {
     pub async fn connect(url: &str) -> Result<Db, DbError> {
         sqlx::any::install_default_drivers();
         let max = if url.starts_with("sqlite:") { 1 } else { 8 };
-        let pool = AnyPoolOptions::new().max_connections(max).connect(url).await?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // Deleted rows (answers once counted, opt-outs once delivered) are
+                    // overwritten with zeros in the file, not left in free pages.
+                    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+                        conn.execute("PRAGMA secure_delete = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
         MIGRATOR.run(&pool).await?;
         Ok(Db { pool })
     }
@@ -190,40 +225,65 @@ impl Db {
         invitation_in(&mut conn, guid_hmac).await
     }
 
-    /// Counts a response: in one transaction, checks that the invitation exists, is
-    /// unexpired and unused, marks it responded, and adds one to each answer's counter and
-    /// to the period's responses. `answers` must already be checked against the
-    /// questionnaire.
+    /// Records that the patient of the unexpired, open invitation under `guid_hmac` agreed on
+    /// the consent page (its state only: no time is kept). Agreeing again changes nothing.
+    pub async fn consent(&self, guid_hmac: &str, now: Timestamp) -> Result<Outcome, DbError> {
+        let mut conn = self.pool.acquire().await?;
+        let Some((inv, state)) = invitation_in(&mut conn, guid_hmac).await? else {
+            return Ok(Outcome::Unknown);
+        };
+        if now.as_second() >= inv.expires_at {
+            return Ok(Outcome::Expired);
+        }
+        if !state.is_open() {
+            return Ok(Outcome::AlreadyUsed);
+        }
+        let changed = sqlx::query(
+            "UPDATE invitations SET state = 'consented' WHERE guid_hmac = $1 AND state IN ('invited', 'consented')",
+        )
+        .bind(guid_hmac)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        Ok(if changed == 1 { Outcome::Accepted } else { Outcome::AlreadyUsed })
+    }
+
+    /// Takes a response: the invitation must exist, be unexpired, consented and unused.
+    ///
+    /// Two transactions, so that nothing ties the answers to the invitation: the first marks
+    /// the invitation responded; the second puts the answers, sealed under `keys` with their
+    /// invitation's site, provider, campaign and month and nothing else, into the pool that
+    /// [`Db::fold`] later counts in batches. Should the second fail, the first is undone so
+    /// the patient can try again; a crash between the two loses this answer (its patient saw
+    /// no thank-you page) and never counts one twice. `answers` must already be checked
+    /// against the questionnaire.
     pub async fn submit(
         &self,
+        keys: &Keys,
         guid_hmac: &str,
         now: Timestamp,
         answers: &[(String, String)],
     ) -> Result<Outcome, DbError> {
-        let mut tx = self.pool.begin().await?;
-        let inv = match claim(&mut tx, guid_hmac, now, State::Responded).await? {
-            Ok(inv) => inv,
-            Err(outcome) => return Ok(outcome),
+        let inv = {
+            let mut tx = self.pool.begin().await?;
+            let inv = match claim(&mut tx, guid_hmac, now, State::Responded).await? {
+                Ok(inv) => inv,
+                Err(outcome) => return Ok(outcome),
+            };
+            tx.commit().await?;
+            inv
         };
-        for (question, answer) in answers {
-            sqlx::query(
-                "INSERT INTO answer_counts \
-                 (site_id, provider_id, campaign_id, month, question, answer, responses) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 1) \
-                 ON CONFLICT (site_id, provider_id, campaign_id, month, question, answer) \
-                 DO UPDATE SET responses = answer_counts.responses + 1",
-            )
-            .bind(&inv.site_id)
-            .bind(&inv.provider_id)
-            .bind(&inv.campaign_id)
-            .bind(&inv.month)
-            .bind(question)
-            .bind(answer)
-            .execute(&mut *tx)
-            .await?;
+        if let Err(err) = pool::put(&self.pool, keys, &inv, answers).await {
+            // Open the link again: the answers were not kept.
+            let undo = sqlx::query("UPDATE invitations SET state = 'consented' WHERE guid_hmac = $1")
+                .bind(guid_hmac)
+                .execute(&self.pool)
+                .await;
+            if let Err(undo) = undo {
+                tracing::error!(cause = %undo, "cannot reopen a link whose answers were not kept");
+            }
+            return Err(err);
         }
-        bump_period(&mut tx, &inv, Count::Responses).await?;
-        tx.commit().await?;
         Ok(Outcome::Accepted)
     }
 
@@ -286,7 +346,7 @@ impl Db {
         now: Timestamp,
     ) -> Result<Option<bool>, DbError> {
         Ok(match self.invitation(guid_hmac).await? {
-            Some((inv, state)) if now.as_second() < inv.expires_at => Some(state != State::Invited),
+            Some((inv, state)) if now.as_second() < inv.expires_at => Some(!state.is_open()),
             _ => None,
         })
     }
@@ -435,17 +495,25 @@ async fn claim(
     if now.as_second() >= inv.expires_at {
         return Ok(Err(Outcome::Expired));
     }
-    if state != State::Invited {
+    if !state.is_open() {
         return Ok(Err(Outcome::AlreadyUsed));
     }
+    // Answers need the patient's consent; a decline does not.
+    let from = match to {
+        State::Responded if state != State::Consented => return Ok(Err(Outcome::NoConsent)),
+        State::Responded => "state = 'consented'",
+        _ => "state IN ('invited', 'consented')",
+    };
     // The state check and the change are one statement, so two submissions racing cannot
     // both count.
-    let changed = sqlx::query("UPDATE invitations SET state = $1 WHERE guid_hmac = $2 AND state = 'invited'")
-        .bind(to.as_str())
-        .bind(guid_hmac)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let changed = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE invitations SET state = $1 WHERE guid_hmac = $2 AND {from}"
+    )))
+    .bind(to.as_str())
+    .bind(guid_hmac)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
     Ok(if changed == 1 { Ok(inv) } else { Err(Outcome::AlreadyUsed) })
 }
 
@@ -471,31 +539,43 @@ enum Count {
     OptOuts,
 }
 
+/// The key of the counts: site, provider, campaign and month.
+pub(crate) type Group = (String, String, String, String);
+
 /// Adds one to `count` of the invitation's period.
 async fn bump_period(tx: &mut sqlx::AnyConnection, inv: &Invitation, count: Count) -> Result<(), DbError> {
-    let sql = match count {
-        Count::Invitations => {
-            "INSERT INTO period_counts (site_id, provider_id, campaign_id, month, invitations, responses, opt_outs) \
-             VALUES ($1, $2, $3, $4, 1, 0, 0) ON CONFLICT (site_id, provider_id, campaign_id, month) \
-             DO UPDATE SET invitations = period_counts.invitations + 1"
-        }
-        Count::Responses => {
-            "INSERT INTO period_counts (site_id, provider_id, campaign_id, month, invitations, responses, opt_outs) \
-             VALUES ($1, $2, $3, $4, 0, 1, 0) ON CONFLICT (site_id, provider_id, campaign_id, month) \
-             DO UPDATE SET responses = period_counts.responses + 1"
-        }
-        Count::OptOuts => {
-            "INSERT INTO period_counts (site_id, provider_id, campaign_id, month, invitations, responses, opt_outs) \
-             VALUES ($1, $2, $3, $4, 0, 0, 1) ON CONFLICT (site_id, provider_id, campaign_id, month) \
-             DO UPDATE SET opt_outs = period_counts.opt_outs + 1"
-        }
+    let group = (inv.site_id.clone(), inv.provider_id.clone(), inv.campaign_id.clone(), inv.month.clone());
+    add_to_period(tx, &group, count, 1).await
+}
+
+/// Adds `n` to `count` of `group`'s period.
+async fn add_to_period(
+    tx: &mut sqlx::AnyConnection,
+    group: &Group,
+    count: Count,
+    n: i64,
+) -> Result<(), DbError> {
+    let column = match count {
+        Count::Invitations => "invitations",
+        Count::Responses => "responses",
+        Count::OptOuts => "opt_outs",
     };
-    sqlx::query(sql)
-        .bind(&inv.site_id)
-        .bind(&inv.provider_id)
-        .bind(&inv.campaign_id)
-        .bind(&inv.month)
-        .execute(&mut *tx)
-        .await?;
+    let values = match count {
+        Count::Invitations => "$5, 0, 0",
+        Count::Responses => "0, $5, 0",
+        Count::OptOuts => "0, 0, $5",
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO period_counts (site_id, provider_id, campaign_id, month, invitations, responses, opt_outs) \
+         VALUES ($1, $2, $3, $4, {values}) ON CONFLICT (site_id, provider_id, campaign_id, month) \
+         DO UPDATE SET {column} = period_counts.{column} + $5"
+    )))
+    .bind(&group.0)
+    .bind(&group.1)
+    .bind(&group.2)
+    .bind(&group.3)
+    .bind(n)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }

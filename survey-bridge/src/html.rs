@@ -35,10 +35,9 @@ pub enum Message {
     Thanks,
     /// The patient declined: no more invitations.
     Declined,
-    /// Unknown, malformed or expired link.
-    InvalidLink,
-    /// The survey was already answered.
-    AlreadyAnswered,
+    /// A link that cannot be used: malformed, unknown, expired, answered or declined. One
+    /// page for all, so that it tells nobody holding the link what became of it.
+    NotOpen,
     /// Some answers were refused.
     BadAnswers,
     /// Too many bad links from this client.
@@ -73,13 +72,13 @@ fn message_text(lang: Lang, message: Message) -> (&'static str, &'static str) {
                 "Vous ne recevrez plus aucun message de ce service, pour ce sondage ni pour un autre.",
             ),
         ),
-        Message::InvalidLink => (
-            tr(lang, "This link is not valid", "Ce lien n'est pas valide"),
-            tr(lang, "The link is not valid or has expired.", "Le lien n'est pas valide ou a expiré."),
-        ),
-        Message::AlreadyAnswered => (
-            tr(lang, "Already answered", "Déjà rempli"),
-            tr(lang, "This survey was already answered.", "Ce sondage a déjà été rempli."),
+        Message::NotOpen => (
+            tr(lang, "This link is no longer open", "Ce lien n'est plus ouvert"),
+            tr(
+                lang,
+                "This survey link can no longer be used. If you have a question, please contact your clinic.",
+                "Ce lien de sondage ne peut plus être utilisé. Pour toute question, veuillez communiquer avec votre clinique.",
+            ),
         ),
         Message::BadAnswers => (
             tr(lang, "Some answers could not be accepted", "Certaines réponses n'ont pas pu être acceptées"),

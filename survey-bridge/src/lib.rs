@@ -13,6 +13,8 @@
 //!   reports, whose numbers [`report`] builds and renders with small cells suppressed.
 //! - [`telemetry`] serves the Prometheus metrics; [`reload`] reads the certificates again
 //!   and reopens the audit file on SIGHUP.
+//! - [`fold`] counts the answers waiting in the pool, a whole group at a time, apart from
+//!   their invitations.
 //! - [`outbox`] forwards declines to the cache's `OptOut`, retrying while it is down.
 //! - [`db`] keeps the ledger and the aggregates (SQLite or PostgreSQL); [`keys`] derives
 //!   the keys that hash GUIDs and sign forms; [`config`] reads settings.
@@ -22,6 +24,7 @@
 pub mod accounts;
 pub mod config;
 pub mod db;
+pub mod fold;
 pub mod html;
 pub mod https;
 pub mod import;

@@ -80,7 +80,7 @@ pub fn router(pages: Pages, webhook: Option<Webhook>, portal: Router) -> Router 
         )
         .route("/assets/site.css", get(css))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
-        .fallback(|| async { page(StatusCode::NOT_FOUND, Lang::En, Message::InvalidLink) })
+        .fallback(|| async { page(StatusCode::NOT_FOUND, Lang::En, Message::NotOpen) })
         .with_state(Arc::new(pages))
         .merge(portal);
     if let Some(webhook) = webhook {
@@ -173,8 +173,8 @@ impl Pages {
         })
     }
 
-    /// A link that cannot be what was asked for (malformed, unknown, expired): audited, and
-    /// counted toward the client's guessing throttle.
+    /// A link that cannot be what was asked for (malformed, unknown): audited, and counted
+    /// toward the client's guessing throttle.
     fn rejected(
         &self,
         ip: IpAddr,
@@ -187,10 +187,10 @@ impl Pages {
         self.refused(guid, why, lang, message)
     }
 
-    /// A link refused for what it is (`why`), audited and answered with `message`. A link
-    /// that exists (one already answered) is no guess, so it is not held against the client:
-    /// a patient who opens it again, or several patients behind one address, are not locked
-    /// out.
+    /// A link refused for what it is (`why`): audited and answered with the neutral page.
+    /// A link that exists (expired, answered, declined) is no guess, so it is not held
+    /// against the client: a patient who opens it again, or several patients behind one
+    /// address, are not locked out; and all three look the same to whoever holds the link.
     fn refused(&self, guid: Option<&Guid>, why: &'static str, lang: Lang, message: Message) -> Response {
         metrics::counter!("bridge_links_refused_total", "reason" => why).increment(1);
         let mut event = Event::new("GUID_REJECTED", why, Actor::System);
@@ -198,14 +198,12 @@ impl Pages {
         if let Err(response) = self.audit(event) {
             return response;
         }
-        let status =
-            if message == Message::InvalidLink { StatusCode::NOT_FOUND } else { StatusCode::CONFLICT };
-        page(status, lang, message)
+        not_open(lang, message)
     }
 
     /// Looks up the link `text`, in any state: a GUID recorded and unexpired, or the page to
-    /// show instead. Malformed, unknown and expired links count toward the guessing
-    /// throttle, and while a client is blocked nothing is looked up.
+    /// show instead. Malformed and unknown links count toward the guessing throttle, and
+    /// while a client is blocked nothing is looked up.
     pub(crate) async fn look_up(&self, ip: IpAddr, text: &str, lang: Option<&str>) -> Result<Link, Response> {
         let asked = lang.and_then(Lang::parse);
         let fallback = asked.unwrap_or(Lang::En);
@@ -214,33 +212,52 @@ impl Pages {
             return Err(page(StatusCode::TOO_MANY_REQUESTS, fallback, Message::TooManyAttempts));
         }
         let Ok(guid) = text.parse::<Guid>() else {
-            return Err(self.rejected(ip, None, "malformed", fallback, Message::InvalidLink));
+            return Err(self.rejected(ip, None, "malformed", fallback, Message::NotOpen));
         };
         let found = self.db.invitation(&self.keys.guid_hmac(&guid)).await.map_err(|err| {
             error!(cause = %err, "ledger read failed");
-            page(StatusCode::SERVICE_UNAVAILABLE, fallback, Message::InvalidLink)
+            page(StatusCode::SERVICE_UNAVAILABLE, fallback, Message::NotOpen)
         })?;
         let Some((inv, state)) = found else {
-            return Err(self.rejected(ip, Some(&guid), "unknown", fallback, Message::InvalidLink));
+            return Err(self.rejected(ip, Some(&guid), "unknown", fallback, Message::NotOpen));
         };
         let lang = asked.or(Lang::parse(&inv.language)).unwrap_or(Lang::En);
         if self.clock.now().as_second() >= inv.expires_at {
-            return Err(self.rejected(ip, Some(&guid), "expired", lang, Message::InvalidLink));
+            return Err(self.refused(Some(&guid), "expired", lang, Message::NotOpen));
         }
         Ok(Link { guid, inv, state, lang })
     }
 
-    /// Opens the link `/s/{text}`: an invited, unexpired GUID, or the page to show instead.
+    /// Opens the link `/s/{text}`: an unexpired GUID neither answered nor declined, or the
+    /// neutral page to show instead.
     async fn open(&self, ip: IpAddr, text: &str, lang: Option<&str>) -> Result<Link, Response> {
         let link = self.look_up(ip, text, lang).await?;
         match link.state {
-            LinkState::Invited => Ok(link),
-            LinkState::Responded => {
-                Err(self.refused(Some(&link.guid), "used", link.lang, Message::AlreadyAnswered))
+            LinkState::Invited | LinkState::Consented => Ok(link),
+            LinkState::Responded => Err(self.refused(Some(&link.guid), "used", link.lang, Message::NotOpen)),
+            LinkState::Declined => {
+                Err(self.refused(Some(&link.guid), "declined", link.lang, Message::NotOpen))
             }
-            LinkState::Declined => Err(page(StatusCode::CONFLICT, link.lang, Message::Declined)),
         }
     }
+
+    /// Opens the link `/s/{text}` for the survey: as [`Pages::open`], and the patient must
+    /// have agreed on the consent page; if not, the consent page is where they go.
+    async fn open_consented(&self, ip: IpAddr, text: &str, lang: Option<&str>) -> Result<Link, Response> {
+        let link = self.open(ip, text, lang).await?;
+        if link.state != LinkState::Consented {
+            metrics::counter!("bridge_links_refused_total", "reason" => "no_consent").increment(1);
+            return Err(
+                Redirect::to(&format!("/s/{}?lang={}", link.guid, link.lang.as_str())).into_response()
+            );
+        }
+        Ok(link)
+    }
+}
+
+/// The one page of a link that is not open, whatever the reason.
+fn not_open(lang: Lang, message: Message) -> Response {
+    page(StatusCode::NOT_FOUND, lang, message)
 }
 
 /// The `href` of a page's language switch.
@@ -284,15 +301,26 @@ async fn consent_answer(
         Err(response) => return response,
     };
     if !pages.keys.csrf_ok(&link.inv.guid_hmac, "consent", &form.csrf) {
-        return page(StatusCode::FORBIDDEN, link.lang, Message::InvalidLink);
+        return page(StatusCode::FORBIDDEN, link.lang, Message::NotOpen);
     }
     match form.choice.as_str() {
         "agree" => {
-            metrics::counter!("bridge_consents_total", "choice" => "agree").increment(1);
-            let mut event = Event::new("CONSENT_GIVEN", "ok", Actor::System);
+            // Recorded before anything else: the survey, here or elsewhere, opens only after.
+            let outcome = pages.db.consent(&link.inv.guid_hmac, pages.clock.now()).await;
+            let mut event = Event::new("CONSENT_GIVEN", outcome_name(&outcome), Actor::System);
             event.guid = Some(&link.guid);
             if let Err(response) = pages.audit(event) {
                 return response;
+            }
+            match outcome {
+                Ok(Outcome::Accepted) => {
+                    metrics::counter!("bridge_consents_total", "choice" => "agree").increment(1);
+                }
+                Ok(_) => return not_open(link.lang, Message::NotOpen),
+                Err(err) => {
+                    error!(cause = %err, "consent failed");
+                    return page(StatusCode::SERVICE_UNAVAILABLE, link.lang, Message::NotOpen);
+                }
             }
             match pages.campaigns.get(&link.inv.campaign_id).and_then(|c| c.external_url.as_deref()) {
                 // The GUID is the only patient-specific part of the external address.
@@ -315,10 +343,10 @@ async fn consent_answer(
             }
             match outcome {
                 Ok(Outcome::Accepted) => page(StatusCode::OK, link.lang, Message::Declined),
-                Ok(_) => page(StatusCode::CONFLICT, link.lang, Message::AlreadyAnswered),
+                Ok(_) => not_open(link.lang, Message::NotOpen),
                 Err(err) => {
                     error!(cause = %err, "decline failed");
-                    page(StatusCode::SERVICE_UNAVAILABLE, link.lang, Message::InvalidLink)
+                    page(StatusCode::SERVICE_UNAVAILABLE, link.lang, Message::NotOpen)
                 }
             }
         }
@@ -332,6 +360,7 @@ fn outcome_name(outcome: &Result<Outcome, crate::db::DbError>) -> &'static str {
         Ok(Outcome::Unknown) => "unknown",
         Ok(Outcome::Expired) => "expired",
         Ok(Outcome::AlreadyUsed) => "used",
+        Ok(Outcome::NoConsent) => "no_consent",
         Err(_) => "internal",
     }
 }
@@ -342,7 +371,7 @@ async fn survey(
     Path(guid): Path<String>,
     Query(query): Query<LangQuery>,
 ) -> Response {
-    let link = match pages.open(peer.ip(), &guid, query.lang.as_deref()).await {
+    let link = match pages.open_consented(peer.ip(), &guid, query.lang.as_deref()).await {
         Ok(link) => link,
         Err(response) => return response,
     };
@@ -390,12 +419,12 @@ async fn survey_answer(
 ) -> Response {
     let SurveyForm { csrf, lang, switch, answers } = SurveyForm::from_fields(fields);
     // The language switch asks for the page again in its language: it wins over `lang`.
-    let link = match pages.open(peer.ip(), &guid, switch.as_deref().or(lang.as_deref())).await {
+    let link = match pages.open_consented(peer.ip(), &guid, switch.as_deref().or(lang.as_deref())).await {
         Ok(link) => link,
         Err(response) => return response,
     };
     if !pages.keys.csrf_ok(&link.inv.guid_hmac, "survey", &csrf) {
-        return page(StatusCode::FORBIDDEN, link.lang, Message::InvalidLink);
+        return page(StatusCode::FORBIDDEN, link.lang, Message::NotOpen);
     }
     if switch.is_some() {
         // Not a submission: the same page in the other language, what was ticked still
@@ -411,22 +440,17 @@ async fn survey_answer(
             return (StatusCode::UNPROCESSABLE_ENTITY, Html(body)).into_response();
         }
     };
-    let outcome = pages.db.submit(&link.inv.guid_hmac, pages.clock.now(), &answers).await;
+    let outcome = pages.db.submit(&pages.keys, &link.inv.guid_hmac, pages.clock.now(), &answers).await;
     metrics::counter!("bridge_responses_total", "result" => outcome_name(&outcome)).increment(1);
-    let mut event = Event::new("RESPONSE_ACCEPTED", outcome_name(&outcome), Actor::System);
-    event.guid = Some(&link.guid);
-    if let Err(response) = pages.audit(event) {
+    if let Err(response) = pages.audit(results::response_event(&outcome, results::Source::Pages)) {
         return response;
     }
     match outcome {
         Ok(Outcome::Accepted) => page(StatusCode::OK, link.lang, Message::Thanks),
-        Ok(Outcome::AlreadyUsed) => page(StatusCode::CONFLICT, link.lang, Message::AlreadyAnswered),
-        Ok(Outcome::Unknown | Outcome::Expired) => {
-            page(StatusCode::NOT_FOUND, link.lang, Message::InvalidLink)
-        }
+        Ok(_) => not_open(link.lang, Message::NotOpen),
         Err(err) => {
             error!(cause = %err, "submission failed");
-            page(StatusCode::SERVICE_UNAVAILABLE, link.lang, Message::InvalidLink)
+            page(StatusCode::SERVICE_UNAVAILABLE, link.lang, Message::NotOpen)
         }
     }
 }

@@ -34,7 +34,7 @@ use tracing::error;
 use zeroize::Zeroizing;
 
 use crate::{
-    db::{Db, Outcome},
+    db::{Db, DbError, Outcome},
     keys::Keys,
     questionnaire::{AnswerError, Questionnaire},
 };
@@ -83,6 +83,9 @@ pub enum Refusal {
     /// The GUID was already used (answered or declined).
     #[error("guid: already answered")]
     AlreadyUsed,
+    /// The patient has not agreed on the consent page: answers are taken only after.
+    #[error("guid: the patient has not agreed to the survey on its consent page")]
+    NoConsent,
     /// The database or the audit log failed; nothing was counted.
     #[error("internal error; nothing was counted")]
     Internal,
@@ -95,6 +98,7 @@ impl Refusal {
             Refusal::MalformedGuid | Refusal::Answers(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Refusal::UnknownOrExpired => StatusCode::NOT_FOUND,
             Refusal::AlreadyUsed => StatusCode::CONFLICT,
+            Refusal::NoConsent => StatusCode::FORBIDDEN,
             Refusal::Internal => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -116,9 +120,10 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    /// Counts `answers` (question id, option id) for the invitation `guid`, in one
-    /// transaction: the GUID must be recorded, unexpired and unused, and each answer fit the
-    /// questionnaire. Accepted and refused GUIDs are audited (as HMACs).
+    /// Takes `answers` (question id, option id) for the invitation `guid` into the answer
+    /// pool ([`Db::submit`]): the GUID must be recorded, unexpired, consented and unused, and
+    /// each answer fit the questionnaire. Refused GUIDs are audited as HMACs; a response and
+    /// a refusal for want of consent are audited without the GUID and with the day only.
     pub async fn reconcile(
         &self,
         guid: &str,
@@ -130,18 +135,30 @@ impl Reconciler {
             return Err(Refusal::MalformedGuid);
         };
         let answers = self.questionnaire.check_answers(answers)?;
-        let outcome = self.db.submit(&self.keys.guid_hmac(&guid), self.clock.now(), &answers).await;
-        let (action, result, refusal) = match outcome {
-            Ok(Outcome::Accepted) => ("RESPONSE_ACCEPTED", "ok", None),
-            Ok(Outcome::Unknown) => ("GUID_REJECTED", "unknown", Some(Refusal::UnknownOrExpired)),
-            Ok(Outcome::Expired) => ("GUID_REJECTED", "expired", Some(Refusal::UnknownOrExpired)),
-            Ok(Outcome::AlreadyUsed) => ("GUID_REJECTED", "used", Some(Refusal::AlreadyUsed)),
+        let outcome =
+            self.db.submit(&self.keys, &self.keys.guid_hmac(&guid), self.clock.now(), &answers).await;
+        let (rejected, refusal) = match &outcome {
+            Ok(Outcome::Accepted) => (None, None),
+            Ok(Outcome::Unknown) => (Some("unknown"), Some(Refusal::UnknownOrExpired)),
+            Ok(Outcome::Expired) => (Some("expired"), Some(Refusal::UnknownOrExpired)),
+            Ok(Outcome::AlreadyUsed) => (Some("used"), Some(Refusal::AlreadyUsed)),
+            Ok(Outcome::NoConsent) => {
+                metrics::counter!("bridge_answers_refused_total", "reason" => "no_consent", "source" => source.as_str())
+                    .increment(1);
+                (None, Some(Refusal::NoConsent))
+            }
             Err(err) => {
                 error!(cause = %err, "reconciliation failed");
-                ("RESPONSE_ACCEPTED", "internal", Some(Refusal::Internal))
+                (None, Some(Refusal::Internal))
             }
         };
-        self.audited(action, result, Some(&guid), source)?;
+        match rejected {
+            Some(why) => self.audited("GUID_REJECTED", why, Some(&guid), source)?,
+            None => self.audit.record(response_event(&outcome, source)).map_err(|err| {
+                error!(cause = %err, "audit write failed");
+                Refusal::Internal
+            })?,
+        }
         refusal.map_or(Ok(()), Err)
     }
 
@@ -160,6 +177,23 @@ impl Reconciler {
             Refusal::Internal
         })
     }
+}
+
+/// The audit event of a response (or of answers refused for want of consent): no GUID, and
+/// the day only, so that no line places an answer in time beside its invitation's traces.
+pub(crate) fn response_event(outcome: &Result<Outcome, DbError>, source: Source) -> Event<'static> {
+    let result = match outcome {
+        Ok(Outcome::Accepted) => "ok",
+        Ok(Outcome::Unknown) => "unknown",
+        Ok(Outcome::Expired) => "expired",
+        Ok(Outcome::AlreadyUsed) => "used",
+        Ok(Outcome::NoConsent) => "no_consent",
+        Err(_) => "internal",
+    };
+    let mut event = Event::new("RESPONSE_ACCEPTED", result, Actor::System);
+    event.detail = Some(source.as_str());
+    event.day_only = true;
+    event
 }
 
 /// The webhook's state.

@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use crate::{
     config::BridgeConfig,
     db::Db,
+    fold::Fold,
     https::{self, PagesTls, TlsListener},
     keys::Keys,
     ledger::Ledger,
@@ -172,6 +173,17 @@ pub async fn run_with_reloads(
     };
     let outbox_task = tokio::spawn(outbox.run(Duration::from_secs(retry_seconds), stop_rx.clone()));
 
+    // Answers, counted from the pool a whole group at a time.
+    let fold = Fold {
+        db: db.clone(),
+        keys: keys.clone(),
+        clock: clock.clone(),
+        audit: audit.clone(),
+        min_group: usize::try_from(config.reports.min_cell).unwrap_or(usize::MAX),
+    };
+    let fold_task =
+        tokio::spawn(fold.run(Duration::from_secs(config.answers.fold_every_seconds), stop_rx.clone()));
+
     // Results from external surveys.
     let webhook = match &config.webhook {
         Some(hook) => Some(Webhook {
@@ -257,6 +269,7 @@ pub async fn run_with_reloads(
         task.abort();
     }
     let _ = outbox_task.await;
+    let _ = fold_task.await;
     if drained.is_err() {
         warn!("drain deadline passed; closing the connections still open");
     }

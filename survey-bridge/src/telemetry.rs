@@ -3,9 +3,13 @@
 //! address: counts by outcome only.
 //!
 //! - `bridge_links_refused_total{reason}`: links refused (`malformed`, `unknown`, `expired`,
-//!   `used`, `throttled`);
+//!   `used`, `declined`, `throttled`; `no_consent` for a survey opened before agreeing);
 //! - `bridge_consents_total{choice}`: `agree` or `decline` on the consent page;
 //! - `bridge_responses_total{result}`: built-in survey submissions (`ok`, `used`, ...);
+//! - `bridge_answers_refused_total{reason, source}`: webhook or import answers refused for
+//!   want of consent (`no_consent`);
+//! - `bridge_answers_folded_total`, `bridge_answers_waiting`: responses counted by the fold,
+//!   and responses waiting in the pool (read at each scrape);
 //! - `bridge_opt_outs_delivered_total{result}`: declines forwarded to the cache (`ok`,
 //!   `not_found`, `unavailable`);
 //! - `bridge_opt_outs_waiting`: declines in the outbox not yet taken by the cache (read at
@@ -30,6 +34,10 @@ async fn render(State(db): State<Db>) -> String {
     match db.opt_outs_waiting().await {
         Ok(waiting) => metrics::gauge!("bridge_opt_outs_waiting").set(waiting as f64),
         Err(err) => warn!(cause = %err, "cannot count the opt-out outbox for the metrics"),
+    }
+    match db.answers_waiting().await {
+        Ok(waiting) => metrics::gauge!("bridge_answers_waiting").set(waiting as f64),
+        Err(err) => warn!(cause = %err, "cannot count the answer pool for the metrics"),
     }
     cache_server::telemetry::render_metrics()
 }

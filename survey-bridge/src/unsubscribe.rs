@@ -25,7 +25,7 @@ use cache_server::audit::{Actor, Event};
 use tracing::error;
 
 use crate::{
-    db::{State as LinkState, Unsubscribe},
+    db::Unsubscribe,
     html::{self, Message},
     https::ClientAddr,
     pages::{LangQuery, Pages, page, switch_href},
@@ -41,7 +41,7 @@ const PURPOSE: &str = "unsubscribe";
 /// The one field of an RFC 8058 one-click POST, as a (name, value) pair.
 pub const ONE_CLICK: (&str, &str) = ("List-Unsubscribe", "One-Click");
 
-/// `GET /u/{guid}`: the unsubscribe page, or the confirmation if it is already done.
+/// `GET /u/{guid}`: the unsubscribe page, whatever the link's state.
 pub(crate) async fn show(
     State(pages): State<Arc<Pages>>,
     ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
@@ -52,9 +52,8 @@ pub(crate) async fn show(
         Ok(link) => link,
         Err(response) => return response,
     };
-    if link.state == LinkState::Declined {
-        return page(StatusCode::OK, link.lang, Message::Unsubscribed);
-    }
+    // The form even when the patient has unsubscribed already: what the page shows must not
+    // tell whoever holds the link what the patient did.
     let csrf = pages.keys.csrf(&link.inv.guid_hmac, PURPOSE);
     let action = format!("/u/{}", link.guid);
     Html(html::unsubscribe_page(link.lang, &action, &csrf, &switch_href(link.lang))).into_response()
@@ -81,7 +80,7 @@ pub(crate) async fn confirm(
         Err(response) => return response,
     };
     if !one_click && !field("csrf").is_some_and(|t| pages.keys.csrf_ok(&link.inv.guid_hmac, PURPOSE, t)) {
-        return page(StatusCode::FORBIDDEN, link.lang, Message::InvalidLink);
+        return page(StatusCode::FORBIDDEN, link.lang, Message::NotOpen);
     }
     let outcome = pages.db.unsubscribe(&link.guid.to_string(), &link.inv.guid_hmac, pages.clock.now()).await;
     if matches!(outcome, Ok(Unsubscribe::Declined | Unsubscribe::Answered)) {
@@ -106,11 +105,11 @@ pub(crate) async fn confirm(
         }
         // The link expired since it was looked up.
         Ok(Unsubscribe::Unknown | Unsubscribe::Expired) => {
-            page(StatusCode::NOT_FOUND, link.lang, Message::InvalidLink)
+            page(StatusCode::NOT_FOUND, link.lang, Message::NotOpen)
         }
         Err(err) => {
             error!(cause = %err, "unsubscribe failed");
-            page(StatusCode::SERVICE_UNAVAILABLE, link.lang, Message::InvalidLink)
+            page(StatusCode::SERVICE_UNAVAILABLE, link.lang, Message::NotOpen)
         }
     }
 }

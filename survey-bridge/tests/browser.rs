@@ -42,7 +42,8 @@ struct Words {
     thanks: &'static str,
     declined: &'static str,
     declined_text: &'static str,
-    already: &'static str,
+    /// The one page of a link that is no longer open (answered, declined, expired).
+    not_open: &'static str,
 }
 
 const EN: Words = Words {
@@ -56,7 +57,7 @@ const EN: Words = Words {
     thanks: "Thank you",
     declined: "You declined",
     declined_text: "You will not receive any more messages from this service, for this survey or any other.",
-    already: "Already answered",
+    not_open: "This link is no longer open",
 };
 
 const FR: Words = Words {
@@ -70,7 +71,7 @@ const FR: Words = Words {
     thanks: "Merci",
     declined: "Vous avez refusé",
     declined_text: "Vous ne recevrez plus aucun message de ce service, pour ce sondage ni pour un autre.",
-    already: "Déjà rempli",
+    not_open: "Ce lien n'est plus ouvert",
 };
 
 fn other(words: &Words) -> &'static Words {
@@ -168,6 +169,7 @@ async fn answer_in_the_browser(words: &'static Words) {
     assert_message_page(&chromium, &thanks, 200, words.lang, words.thanks).await;
 
     // What the browser sent was counted, once, under the invitation's provider.
+    assert_eq!(bridge.fold().await.counted, 1);
     let db = survey_bridge::db::Db::connect(&url).await.unwrap();
     let counts = db.period_counts("site-1001", "prov-b1", "pcpe-2026q4", MONTH).await.unwrap();
     assert_eq!((counts.invitations, counts.responses, counts.opt_outs), (1, 1, 0));
@@ -181,9 +183,10 @@ async fn answer_in_the_browser(words: &'static Words) {
         assert!(audit.iter().any(|line| line["action"] == action), "{action} not audited");
     }
 
-    // The link again: already answered, in the invitation's language.
+    // The link again: no longer open (the same page as a declined or expired link), in the
+    // invitation's language.
     let again = chromium.open(&bridge.url(&format!("/s/{g}"))).await;
-    assert_message_page(&chromium, &again, 409, words.lang, words.already).await;
+    assert_message_page(&chromium, &again, 404, words.lang, words.not_open).await;
     assert_eq!(chromium.cookies().await, Vec::<String>::new(), "no cookies");
 
     chromium.close().await;
@@ -224,11 +227,11 @@ async fn french_invitation_declined_in_the_browser() {
     let counts = db.period_counts("site-1001", "prov-b2", "pcpe-2026q4", MONTH).await.unwrap();
     assert_eq!((counts.invitations, counts.responses, counts.opt_outs), (1, 0, 1));
 
-    // The link and the survey behind it stay closed.
+    // The link and the survey behind it stay closed, with the page every closed link shows.
     let again = chromium.open(&bridge.url(&format!("/s/{g}"))).await;
-    assert_message_page(&chromium, &again, 409, words.lang, words.declined).await;
+    assert_message_page(&chromium, &again, 404, words.lang, words.not_open).await;
     let survey = chromium.open(&bridge.url(&format!("/s/{g}/survey"))).await;
-    assert_message_page(&chromium, &survey, 409, words.lang, words.declined).await;
+    assert_message_page(&chromium, &survey, 404, words.lang, words.not_open).await;
     assert_eq!(chromium.cookies().await, Vec::<String>::new(), "no cookies");
 
     chromium.close().await;

@@ -1,6 +1,7 @@
-//! Results from external surveys, against a real bridge: the consent page's redirect and
-//! its CSP; the signed webhook (good, bad signature, replay, bad answers) on SQLite and on
-//! PostgreSQL; and the plain-HTTP port that only redirects.
+//! Results from external surveys, against a real bridge: the consent page's redirect (which
+//! records consent first) and its CSP; the signed webhook (good, without consent, bad
+//! signature, replay, bad answers) on SQLite and on PostgreSQL; and the plain-HTTP port that
+//! only redirects.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -75,9 +76,18 @@ async fn the_webhook_counts_signed_results_once() {
             "answers": { "timely": "often", "next_steps": "yes", "overall": 8 },
         })
         .to_string();
+        // Before the patient agreed on the consent page: refused, and nothing kept.
+        let (status, reply) = post_now(&bridge, &body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{url}: {reply}");
+        assert!(error_of(&reply).contains("has not agreed"), "{reply}");
+        assert_eq!(bridge.fold().await.counted, 0);
+        assert_eq!(db.answer_count(KEY, "overall", "8").await.unwrap(), 0, "{url}");
+
+        bridge.consent(&g).await;
         let (status, reply) = post_now(&bridge, &body).await;
         assert_eq!(status, StatusCode::OK, "{url}: {reply}");
         assert_eq!(reply["status"], "accepted");
+        assert_eq!(bridge.fold().await.counted, 1);
         assert_eq!(db.answer_count(KEY, "timely", "often").await.unwrap(), 1, "{url}");
         assert_eq!(db.answer_count(KEY, "next_steps", "yes").await.unwrap(), 1);
         assert_eq!(db.answer_count(KEY, "overall", "8").await.unwrap(), 1);
@@ -90,9 +100,9 @@ async fn the_webhook_counts_signed_results_once() {
         let counts = db.period_counts("site-1001", "prov-w1", "pcpe-2026q4", "2026-11").await.unwrap();
         assert_eq!((counts.invitations, counts.responses), (1, 1));
 
-        // The link is used: the consent page says so.
+        // The link is used: the consent page says it is not open, as for any other link.
         let page = bridge.http().get(bridge.url(&format!("/s/{g}"))).send().await.unwrap();
-        assert_eq!(page.status(), StatusCode::CONFLICT);
+        assert_eq!(page.status(), StatusCode::NOT_FOUND);
 
         // A GUID never recorded, and one whose link expired: 404, the same words.
         let (status, unknown) =
@@ -109,8 +119,14 @@ async fn the_webhook_counts_signed_results_once() {
         assert_eq!(error_of(&unknown), error_of(&expired));
         assert_eq!(db.answer_count(KEY, "overall", "5").await.unwrap(), 0);
 
-        assert_eq!(audit_results(&bridge, "RESPONSE_ACCEPTED"), ["ok"]);
+        assert_eq!(audit_results(&bridge, "RESPONSE_ACCEPTED"), ["no_consent", "ok"]);
         assert_eq!(audit_results(&bridge, "GUID_REJECTED"), ["used", "used", "unknown", "expired"]);
+        // A response (or answers refused for want of consent) is not tied to its GUID, nor
+        // placed in time finer than the day.
+        for line in bridge.audit_lines().iter().filter(|line| line["action"] == "RESPONSE_ACCEPTED") {
+            assert!(line.get("guid_hmac").is_none(), "{line}");
+            assert_eq!(line["time"], "2026-11-24", "{line}");
+        }
         let audit = std::fs::read_to_string(bridge.path("audit.jsonl")).unwrap();
         assert!(!audit.contains(&g) && !audit.contains(&late), "a raw GUID in the audit log");
         bridge.stop().await.unwrap();
@@ -125,6 +141,7 @@ async fn unsigned_badly_signed_and_replayed_requests_are_refused() {
     bridge.invite(&g, "prov-w1", "en").await;
     // Opened once the bridge has answered, so its migrations are done.
     let db = Db::connect(&bridge.database_url).await.unwrap();
+    bridge.consent(&g).await;
     let body = serde_json::json!({"guid": g, "answers": {"overall": 10}}).to_string();
     let now = bridge.clock.now().as_second();
     let http = bridge.http();
@@ -172,6 +189,7 @@ async fn unsigned_badly_signed_and_replayed_requests_are_refused() {
     bridge.clock.advance(SignedDuration::from_mins(10));
     let (status, _) = post(&bridge, SECRET, now - 10, &body).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    bridge.fold().await;
     assert_eq!(db.answer_count(KEY, "overall", "10").await.unwrap(), 1);
 
     assert_eq!(
@@ -218,9 +236,11 @@ async fn the_webhook_names_what_is_wrong_with_a_body() {
     // None of that used the link: a good body is still counted.
     let counts = db.period_counts("site-1001", "prov-w1", "pcpe-2026q4", "2026-11").await.unwrap();
     assert_eq!(counts.responses, 0);
+    bridge.consent(&g).await;
     let (status, reply) =
         post_now(&bridge, &serde_json::json!({"guid": g, "answers": {"overall": 3}}).to_string()).await;
     assert_eq!(status, StatusCode::OK, "{reply}");
+    bridge.fold().await;
     assert_eq!(db.answer_count(KEY, "overall", "3").await.unwrap(), 1);
     bridge.stop().await.unwrap();
 }
@@ -254,6 +274,10 @@ async fn consent_redirects_to_an_external_survey_that_the_csp_allows() {
     assert!(csp.contains("form-action 'self' https://survey.example.org;"), "{csp}");
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     let page = consent.text().await.unwrap();
+    // The built-in survey is not open before the patient agrees: it sends them to consent.
+    let early = http.get(bridge.url(&format!("/s/{g}/survey"))).send().await.unwrap();
+    assert_eq!(early.status(), StatusCode::SEE_OTHER);
+    assert_eq!(early.headers()["location"], format!("/s/{g}?lang=en"));
     let agreed = http
         .post(bridge.url(&format!("/s/{g}/consent")))
         .form(&[("csrf", csrf(&page).as_str()), ("choice", "agree")])
@@ -263,6 +287,9 @@ async fn consent_redirects_to_an_external_survey_that_the_csp_allows() {
     assert_eq!(agreed.status(), StatusCode::SEE_OTHER);
     assert_eq!(agreed.headers()["location"], format!("https://survey.example.org/start?ref={g}&src=sms"));
     assert_eq!(agreed.headers()["referrer-policy"], "no-referrer");
+    // The consent was recorded before the patient left for the external survey.
+    let after = http.get(bridge.url(&format!("/s/{g}/survey"))).send().await.unwrap();
+    assert_eq!(after.status(), StatusCode::OK);
     bridge.stop().await.unwrap();
 }
 

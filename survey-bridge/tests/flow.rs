@@ -77,17 +77,21 @@ async fn record_consent_survey_and_count() {
             submit(&bridge, &http, &b, &csrf(&survey), &[("overall", "9"), ("listened", "often")]).await;
         assert_eq!(answered.status(), StatusCode::OK);
 
+        // The answers wait in the pool until a fold counts them.
+        assert_eq!(db.answer_count(key("prov-a1"), "overall", "9").await.unwrap(), 0, "{url}");
+        assert_eq!(bridge.fold().await.counted, 2);
         assert_eq!(db.answer_count(key("prov-a1"), "overall", "9").await.unwrap(), 2, "{url}");
         assert_eq!(db.answer_count(key("prov-a1"), "listened", "always").await.unwrap(), 1);
         assert_eq!(db.answer_count(key("prov-a1"), "listened", "often").await.unwrap(), 1);
         let counts = db.period_counts("site-1001", "prov-a1", "pcpe-2026q4", MONTH).await.unwrap();
         assert_eq!((counts.invitations, counts.responses, counts.opt_outs), (2, 2, 0));
 
-        // A second submission: 409, nothing changes.
+        // A second submission: the link is not open, and nothing changes.
         let again = submit(&bridge, &http, &a, &csrf(&survey), &[("overall", "1")]).await;
-        assert_eq!(again.status(), StatusCode::CONFLICT);
+        assert_eq!(again.status(), StatusCode::NOT_FOUND);
         let page = http.get(bridge.url(&format!("/s/{a}"))).send().await.unwrap();
-        assert_eq!(page.status(), StatusCode::CONFLICT);
+        assert_eq!(page.status(), StatusCode::NOT_FOUND);
+        assert_eq!(bridge.fold().await.counted, 0);
         assert_eq!(db.answer_count(key("prov-a1"), "overall", "1").await.unwrap(), 0);
         assert_eq!(
             db.period_counts("site-1001", "prov-a1", "pcpe-2026q4", MONTH).await.unwrap().responses,
@@ -159,6 +163,7 @@ async fn every_bad_answer_shape_is_refused_naming_it() {
     // Nothing was counted; the link still works.
     let ok = submit(&bridge, &http, &g, &token, &[("overall", "10")]).await;
     assert_eq!(ok.status(), StatusCode::OK);
+    bridge.fold().await;
     let db = survey_bridge::db::Db::connect(&url).await.unwrap();
     assert_eq!(db.period_counts("site-1001", "prov-a1", "pcpe-2026q4", MONTH).await.unwrap().responses, 1);
     assert_eq!(db.answer_count(key("prov-a1"), "listened", "always").await.unwrap(), 0);
@@ -184,7 +189,7 @@ async fn declining_opts_out_and_ends_the_link() {
         let counts = db.period_counts("site-1001", "prov-a2", "pcpe-2026q4", MONTH).await.unwrap();
         assert_eq!((counts.invitations, counts.responses, counts.opt_outs), (1, 0, 1), "{url}");
         let again = http.get(bridge.url(&format!("/s/{g}/survey"))).send().await.unwrap();
-        assert_eq!(again.status(), StatusCode::CONFLICT);
+        assert_eq!(again.status(), StatusCode::NOT_FOUND);
         assert!(bridge.audit_lines().iter().any(|l| l["action"] == "OPT_OUT" && l["result"] == "ok"));
     }
 }
@@ -237,7 +242,7 @@ async fn guessing_links_is_throttled_per_client_and_reopening_an_answered_one_is
     bridge.invite(&other, "prov-a1", "en").await;
     for _ in 0..6 {
         let again = http.get(bridge.url(&format!("/s/{g}"))).send().await.unwrap();
-        assert_eq!(again.status(), StatusCode::CONFLICT, "already answered");
+        assert_eq!(again.status(), StatusCode::NOT_FOUND, "already answered");
     }
     let fresh = http.get(bridge.url(&format!("/s/{other}"))).send().await.unwrap();
     assert_eq!(fresh.status(), StatusCode::OK, "not blocked by reopening an answered link");

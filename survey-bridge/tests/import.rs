@@ -1,5 +1,6 @@
 //! `survey-bridge import`, the binary, against the database of a running bridge, on SQLite
-//! and on PostgreSQL: good rows counted, bad rows reported by line, the rest imported.
+//! and on PostgreSQL: good rows counted, bad rows (and rows of patients who never agreed on
+//! the consent page) reported by line, the rest imported.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -50,7 +51,11 @@ async fn bad_rows_are_reported_by_line_and_the_rest_imported() {
     let dir = tempfile::tempdir().unwrap();
     for url in databases(dir.path()).await {
         let bridge = start(&url, |_| {}).await;
-        let g = invite_now(&bridge, 4).await;
+        let g = invite_now(&bridge, 5).await;
+        // The fifth patient never agrees on the consent page.
+        for g in &g[..4] {
+            bridge.consent(g).await;
+        }
         let db = Db::connect(&url).await.unwrap();
         let mut config = bridge.config.clone();
         config.import.guid_column = "Reference".into();
@@ -70,11 +75,13 @@ async fn bad_rows_are_reported_by_line_and_the_rest_imported() {
              6,{g0},Often,4,no,2026-11-20 10:06\n\
              7,{g3},Often,,no,2026-11-20 10:07\n\
              \n\
-             \"8\",\"{g3}\",\"Often\",\"6\",\"Oui\",\"2026-11-20\n10:08\"\n",
+             \"8\",\"{g3}\",\"Often\",\"6\",\"Oui\",\"2026-11-20\n10:08\"\n\
+             9,{g4},Always,10,yes,2026-11-20 10:09\n",
             g0 = g[0],
             g1 = g[1],
             g2 = g[2],
             g3 = g[3],
+            g4 = g[4],
             unknown = guid(),
         );
         let output = import(&config, dir.path(), &csv);
@@ -91,13 +98,15 @@ async fn bad_rows_are_reported_by_line_and_the_rest_imported() {
             "export.csv:6: column \"Could you get an appointment when needed?\": question \"timely\" has no option \"Weekly\"",
             "export.csv:7: guid: already answered",
             "export.csv:8: answers: question \"overall\" must be answered",
-            "imported 3 rows, refused 5",
+            "export.csv:12: guid: the patient has not agreed to the survey on its consent page",
+            "imported 3 rows, refused 6",
         ];
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines, expected, "{url}");
 
-        // Rows 2, 3 and 10 (which spans two lines) were counted; the labels in either
-        // language were read as their options.
+        // Rows 2, 3 and 10 (which spans two lines) were counted, once folded from the pool;
+        // the labels in either language were read as their options.
+        assert_eq!(bridge.fold().await.counted, 3, "{url}");
         let month = this_month();
         let key = ("site-1001", "prov-i1", "pcpe-2026q4", month.as_str());
         assert_eq!(db.answer_count(key, "timely", "always").await.unwrap(), 2, "{url}");
@@ -105,29 +114,31 @@ async fn bad_rows_are_reported_by_line_and_the_rest_imported() {
         assert_eq!(db.answer_count(key, "overall", "9").await.unwrap(), 1);
         assert_eq!(db.answer_count(key, "overall", "6").await.unwrap(), 1);
         assert_eq!(db.answer_count(key, "overall", "4").await.unwrap(), 0, "the duplicate row");
+        assert_eq!(db.answer_count(key, "overall", "10").await.unwrap(), 0, "no consent");
         assert_eq!(db.answer_count(key, "next_steps", "yes").await.unwrap(), 2);
         let counts = db.period_counts("site-1001", "prov-i1", "pcpe-2026q4", &month).await.unwrap();
-        assert_eq!((counts.invitations, counts.responses), (4, 3));
+        assert_eq!((counts.invitations, counts.responses), (5, 3));
 
         // The refused row's link was not used: the patient can still answer.
         let page = bridge.http().get(bridge.url(&format!("/s/{}", g[2]))).send().await.unwrap();
         assert_eq!(page.status(), StatusCode::OK);
         let used = bridge.http().get(bridge.url(&format!("/s/{}", g[0]))).send().await.unwrap();
-        assert_eq!(used.status(), StatusCode::CONFLICT);
+        assert_eq!(used.status(), StatusCode::NOT_FOUND);
 
         // Audited by the import, GUIDs only as HMACs.
         let audit = std::fs::read_to_string(bridge.path("audit.jsonl")).unwrap();
         let accepted = bridge
             .audit_lines()
             .into_iter()
-            .filter(|l| l["action"] == "RESPONSE_ACCEPTED" && l["detail"] == "import")
+            .filter(|l| l["action"] == "RESPONSE_ACCEPTED" && l["detail"] == "import" && l["result"] == "ok")
             .count();
         assert_eq!(accepted, 3);
         assert!(g.iter().all(|g| !audit.contains(g.as_str())), "a raw GUID in the audit log");
 
         // Importing the same file again counts nothing more.
         let again = import(&config, dir.path(), &csv);
-        assert!(stdout(&again).ends_with("imported 0 rows, refused 8\n"), "{}", stdout(&again));
+        assert!(stdout(&again).ends_with("imported 0 rows, refused 9\n"), "{}", stdout(&again));
+        bridge.fold().await;
         let counts = db.period_counts("site-1001", "prov-i1", "pcpe-2026q4", &month).await.unwrap();
         assert_eq!(counts.responses, 3);
         bridge.stop().await.unwrap();
@@ -139,10 +150,12 @@ async fn columns_named_after_questions_need_no_mapping() {
     let dir = tempfile::tempdir().unwrap();
     let bridge = start(&sqlite(dir.path()), |_| {}).await;
     let g = invite_now(&bridge, 1).await;
+    bridge.consent(&g[0]).await;
     let csv = format!("guid,overall,respect,notes\n{},10,Souvent,free text is ignored\n", g[0]);
     let output = import(&bridge.config, dir.path(), &csv);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
     assert_eq!(stdout(&output), "imported 1 rows, refused 0\n");
+    bridge.fold().await;
     let db = Db::connect(&bridge.database_url).await.unwrap();
     let month = this_month();
     let key = ("site-1001", "prov-i1", "pcpe-2026q4", month.as_str());

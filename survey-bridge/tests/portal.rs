@@ -146,7 +146,7 @@ async fn seed(db: &Db, site: &str, provider: &str, invited: usize, answered: usi
         if i < answered {
             let answers =
                 [("listened".to_string(), "always".to_string()), ("overall".to_string(), "9".to_string())];
-            db.submit(&hmac, now, &answers).await.unwrap();
+            common::respond(db, bridge, &hmac, &answers).await;
         }
     }
 }
@@ -159,6 +159,7 @@ async fn bridge_with_data(url: &str) -> (Bridge, Db) {
     seed(&db, "site-1001", "prov-a1", 12, 8, &bridge).await;
     seed(&db, "site-1001", "prov-b2", 10, 3, &bridge).await;
     seed(&db, "site-2002", "prov-c3", 20, 10, &bridge).await;
+    bridge.fold().await;
     (bridge, db)
 }
 

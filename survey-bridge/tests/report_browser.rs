@@ -118,7 +118,7 @@ async fn seed(
                 .iter()
                 .map(|(q, deck)| (q.to_string(), pick(deck, (i + shift) % 10).to_string()))
                 .collect();
-            db.submit(&guid_hmac, now, &answers).await.unwrap();
+            common::respond(db, bridge, &guid_hmac, &answers).await;
         }
     }
 }
@@ -367,6 +367,7 @@ async fn a_provider_reads_their_report_in_the_browser() {
     seed(&db, &bridge, ("site-1001", "prov-a1"), "2026-11", (20, 18), 0).await;
     seed(&db, &bridge, ("site-1001", "prov-b2"), "2026-11", (20, 10), 3).await;
     seed(&db, &bridge, ("site-2002", "prov-c3"), "2026-11", (30, 20), 6).await;
+    bridge.fold().await;
     let password =
         add_account(&bridge, &["dr.a", "--role", "provider", "--site", "site-1001", "--provider", "prov-a1"]);
     let chromium = Chromium::launch(&bridge).await;

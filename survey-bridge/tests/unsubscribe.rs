@@ -82,12 +82,13 @@ async fn one_click_unsubscribes_and_a_repeat_changes_nothing() {
         let counts = db.period_counts("site-1001", "prov-a1", "pcpe-2026q4", "2026-11").await.unwrap();
         assert_eq!(counts.opt_outs, 1);
         assert_eq!(opt_out_results(&bridge), ["ok", "already_exists"]);
-        // The page, too, now says it is done.
+        // The page still offers the form: it does not tell whoever holds the link what the
+        // patient did.
         let (status, page) = get_page(&bridge, &format!("/u/{g}")).await;
         assert_eq!(status, StatusCode::OK);
-        assert!(!page.contains("<form"), "{page}");
+        assert!(page.contains("<form"), "{page}");
         // And the survey link is closed.
-        assert_eq!(get_page(&bridge, &format!("/s/{g}")).await.0, StatusCode::CONFLICT);
+        assert_eq!(get_page(&bridge, &format!("/s/{g}")).await.0, StatusCode::NOT_FOUND);
 
         let audit = std::fs::read_to_string(bridge.path("audit.jsonl")).unwrap();
         assert!(!audit.contains(&g), "a raw GUID in the audit log");
@@ -230,6 +231,7 @@ async fn an_answered_survey_is_still_opted_out() {
         let response = bridge.one_click(&g).await;
         assert_eq!(response.status(), StatusCode::OK, "{url}");
         assert_eq!(queued(&db).await, vec![g.clone()], "queued for the cache's OptOut: {url}");
+        bridge.fold().await;
         // The response stands, and is not also counted as an opt-out.
         let counts = db.period_counts("site-1001", "prov-a1", "pcpe-2026q4", "2026-11").await.unwrap();
         assert_eq!((counts.responses, counts.opt_outs), (1, 0), "{url}");
@@ -257,10 +259,14 @@ async fn a_declined_invitation_is_already_unsubscribed() {
         .await
         .unwrap();
     assert_eq!(declined.status(), StatusCode::OK);
+    // The page is the one every open link shows (it must not tell what the patient did);
+    // sending it confirms.
     let (status, page) = get_page(&bridge, &format!("/u/{g}")).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(page.contains("You are unsubscribed") && !page.contains("<form"), "{page}");
-    assert_eq!(bridge.one_click(&g).await.status(), StatusCode::OK);
+    assert!(page.contains("<form"), "{page}");
+    let confirmed = bridge.one_click(&g).await;
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    assert!(confirmed.text().await.unwrap().contains("You are unsubscribed"));
     let db = Db::connect(&url).await.unwrap();
     assert_eq!(queued(&db).await, vec![g], "queued once, by the decline");
     let counts = db.period_counts("site-1001", "prov-a1", "pcpe-2026q4", "2026-11").await.unwrap();
@@ -278,7 +284,7 @@ async fn unknown_malformed_and_expired_links_are_not_found() {
         for bad in [guid(), "not-a-guid".to_string()] {
             let (status, body) = get_page(&bridge, &format!("/u/{bad}")).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{bad}");
-            assert!(body.contains("This link is not valid"));
+            assert!(body.contains("This link is no longer open"));
             assert_eq!(bridge.one_click(&bad).await.status(), StatusCode::NOT_FOUND, "{bad}");
         }
         bridge.clock.advance(SignedDuration::from_hours(24 * 30));

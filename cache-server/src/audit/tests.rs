@@ -40,6 +40,21 @@ fn lines_carry_the_guid_only_as_its_hmac() {
     assert_ne!(guid_hmac(&[8u8; 32], &guid), guid_hmac(&key, &guid));
 }
 
+#[test]
+fn a_day_only_event_is_placed_in_its_utc_day_and_nothing_finer() {
+    let buffer = Buffer::default();
+    let clock = Clock::manual("2026-11-24T23:59:59.123456789Z".parse().unwrap());
+    let audit = Audit::new(Box::new(buffer.clone()), Zeroizing::new([7u8; 32]), clock);
+    let mut event = Event::new("RESPONSE_ACCEPTED", "ok", Actor::System);
+    event.day_only = true;
+    audit.record(event).unwrap();
+    audit.record(Event::new("STARTED", "ok", Actor::System)).unwrap();
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["time"], "2026-11-24");
+    assert_eq!(lines[1]["time"], "2026-11-24T23:59:59.123456789Z");
+}
+
 /// Counts the writes it is given.
 #[derive(Clone, Default)]
 struct Counting(Arc<Mutex<(usize, Vec<u8>)>>);

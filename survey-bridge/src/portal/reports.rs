@@ -449,7 +449,7 @@ async fn usage_rows(db: &Db, site: &str) -> Result<Vec<Vec<String>>, DbError> {
          CAST(COUNT(*) AS BIGINT), \
          CAST(SUM(CASE WHEN state = 'responded' THEN 1 ELSE 0 END) AS BIGINT), \
          CAST(SUM(CASE WHEN state = 'declined' THEN 1 ELSE 0 END) AS BIGINT), \
-         CAST(SUM(CASE WHEN state = 'invited' THEN 1 ELSE 0 END) AS BIGINT) \
+         CAST(SUM(CASE WHEN state IN ('invited', 'consented') THEN 1 ELSE 0 END) AS BIGINT) \
          FROM invitations WHERE ($1 = '' OR site_id = $1) \
          GROUP BY site_id, month, channel ORDER BY site_id, month, channel",
     )

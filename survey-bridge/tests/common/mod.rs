@@ -161,8 +161,8 @@ impl Bridge {
         test_support::https_client(&self.path("ca.pem"), self.https)
     }
 
-    /// Consents on the page of `guid` and submits the built-in survey (`overall` 9).
-    pub async fn answer_survey(&self, guid: &str) {
+    /// Agrees on the consent page of `guid`; the address it sends the patient to.
+    pub async fn consent(&self, guid: &str) -> String {
         let http = self.http();
         let page = http.get(self.url(&format!("/s/{guid}"))).send().await.unwrap().text().await.unwrap();
         let agreed = http
@@ -171,7 +171,20 @@ impl Bridge {
             .send()
             .await
             .unwrap();
-        let location = agreed.headers()["location"].to_str().unwrap().to_string();
+        assert_eq!(agreed.status(), reqwest::StatusCode::SEE_OTHER, "consent for {guid}");
+        agreed.headers()["location"].to_str().unwrap().to_string()
+    }
+
+    /// Counts every answer waiting in the pool, whatever the size of its group (the
+    /// bridge's own fold waits for `reports.min_cell` of a group, or the month's end).
+    pub async fn fold(&self) -> survey_bridge::db::Folded {
+        fold(&self.database_url, &self.config.key_file, self.clock.now()).await
+    }
+
+    /// Consents on the page of `guid` and submits the built-in survey (`overall` 9).
+    pub async fn answer_survey(&self, guid: &str) {
+        let http = self.http();
+        let location = self.consent(guid).await;
         let survey = http.get(self.url(&location)).send().await.unwrap().text().await.unwrap();
         let sent = http
             .post(self.url(&format!("/s/{guid}/survey")))
@@ -253,6 +266,34 @@ pub fn invitation(
         language: language.into(),
         sent_at: Some(prost_types::Timestamp { seconds: at.as_second(), nanos: 0 }),
     }
+}
+
+/// Answers the invitation `guid_hmac` straight in `db`, as the pages would: consent, then
+/// the answers into the pool (sealed under the keys of `bridge`); [`Bridge::fold`] counts
+/// them.
+pub async fn respond(
+    db: &survey_bridge::db::Db,
+    bridge: &Bridge,
+    guid_hmac: &str,
+    answers: &[(String, String)],
+) {
+    use survey_bridge::db::Outcome;
+    let keys = survey_bridge::keys::Keys::load(&bridge.config.key_file).unwrap();
+    let now = bridge.clock.now();
+    assert_eq!(db.consent(guid_hmac, now).await.unwrap(), Outcome::Accepted);
+    assert_eq!(db.submit(&keys, guid_hmac, now, answers).await.unwrap(), Outcome::Accepted);
+}
+
+/// Counts every answer waiting in the pool of `database_url`, sealed under the keys derived
+/// from `key_file`, at `now`.
+pub async fn fold(
+    database_url: &str,
+    key_file: &std::path::Path,
+    now: jiff::Timestamp,
+) -> survey_bridge::db::Folded {
+    let db = survey_bridge::db::Db::connect(database_url).await.unwrap();
+    let keys = survey_bridge::keys::Keys::load(key_file).unwrap();
+    db.fold(&keys, now, 1).await.unwrap()
 }
 
 /// A new random GUID in text form.
