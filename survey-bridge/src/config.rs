@@ -144,6 +144,10 @@ impl Default for ImportConfig {
 pub struct ReportsConfig {
     /// Counts under this are suppressed in every report (at least 1).
     pub min_cell: u64,
+    /// Days after a month ends before it is released to the reports (0 to 60). Reports show
+    /// released months, quarters and years only; what comes later for a released month
+    /// counts in the month it comes in.
+    pub settle_days: u32,
     /// Failed sign-ins (password or code) in a row before an account is locked.
     pub max_failures: u32,
     /// How long a locked account stays locked, in minutes.
@@ -158,6 +162,7 @@ impl Default for ReportsConfig {
     fn default() -> Self {
         ReportsConfig {
             min_cell: 5,
+            settle_days: 7,
             max_failures: 5,
             lockout_minutes: 15,
             session_minutes: 30,
@@ -268,6 +273,9 @@ impl BridgeConfig {
     pub fn check(&self) -> Result<(), ConfigError> {
         if !(1..=30).contains(&self.link_valid_days) {
             return Err(ConfigError::new("link_valid_days must be between 1 and 30"));
+        }
+        if self.reports.settle_days > 60 {
+            return Err(ConfigError::new("reports.settle_days must be between 0 and 60"));
         }
         if self.answers.fold_every_seconds == 0 {
             return Err(ConfigError::new("answers.fold_every_seconds must be at least 1"));

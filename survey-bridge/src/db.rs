@@ -147,6 +147,8 @@ pub struct PeriodCounts {
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
+    /// `reports.settle_days`: counts for a released month go to the month they come in.
+    settle_days: u32,
 }
 
 impl Db {
@@ -169,7 +171,14 @@ impl Db {
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Db { pool })
+        Ok(Db { pool, settle_days: crate::config::ReportsConfig::default().settle_days })
+    }
+
+    /// Releases months `settle_days` after they end (`reports.settle_days`): a response or
+    /// an opt-out for a released month counts in the month it comes in.
+    pub fn with_settle_days(mut self, settle_days: u32) -> Db {
+        self.settle_days = settle_days;
+        self
     }
 
     /// The pool, for tests and reports.
@@ -273,7 +282,8 @@ impl Db {
             tx.commit().await?;
             inv
         };
-        if let Err(err) = pool::put(&self.pool, keys, &inv, answers).await {
+        let month = crate::periods::counting_month(&inv.month, now, self.settle_days);
+        if let Err(err) = pool::put(&self.pool, keys, &inv, month, answers).await {
             // Open the link again: the answers were not kept.
             let undo = sqlx::query("UPDATE invitations SET state = 'consented' WHERE guid_hmac = $1")
                 .bind(guid_hmac)
@@ -296,7 +306,7 @@ impl Db {
             Ok(inv) => inv,
             Err(outcome) => return Ok(outcome),
         };
-        bump_period(&mut tx, &inv, Count::OptOuts).await?;
+        self.count_opt_out(&mut tx, &inv, now).await?;
         queue_opt_out(&mut tx, guid, now).await?;
         tx.commit().await?;
         Ok(Outcome::Accepted)
@@ -316,7 +326,7 @@ impl Db {
         let mut tx = self.pool.begin().await?;
         match claim(&mut tx, guid_hmac, now, State::Declined).await? {
             Ok(inv) => {
-                bump_period(&mut tx, &inv, Count::OptOuts).await?;
+                self.count_opt_out(&mut tx, &inv, now).await?;
                 queue_opt_out(&mut tx, guid, now).await?;
                 tx.commit().await?;
                 return Ok(Unsubscribe::Declined);
@@ -335,6 +345,18 @@ impl Db {
             }
             None => Ok(Unsubscribe::Unknown),
         }
+    }
+
+    /// Counts an opt-out for `inv` in its month, or in `now`'s if its month is released.
+    async fn count_opt_out(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        inv: &Invitation,
+        now: Timestamp,
+    ) -> Result<(), DbError> {
+        let month = crate::periods::counting_month(&inv.month, now, self.settle_days);
+        let group = (inv.site_id.clone(), inv.provider_id.clone(), inv.campaign_id.clone(), month);
+        add_to_period(tx, &group, Count::OptOuts, 1).await
     }
 
     /// Whether the invitation under `guid_hmac` no longer wants a reminder (answered,

@@ -18,6 +18,7 @@
 //! - [`outbox`] forwards declines to the cache's `OptOut`, retrying while it is down.
 //! - [`db`] keeps the ledger and the aggregates (SQLite or PostgreSQL); [`keys`] derives
 //!   the keys that hash GUIDs and sign forms; [`config`] reads settings.
+//! - [`periods`] says which months, quarters and years are released to the reports.
 //! - [`report`] turns aggregate counts into providers' reports (HTML, CSV, JSON), small
 //!   cells suppressed.
 
@@ -32,6 +33,7 @@ pub mod keys;
 pub mod ledger;
 pub mod outbox;
 pub mod pages;
+pub mod periods;
 pub mod portal;
 pub mod questionnaire;
 pub mod redirect;

@@ -116,7 +116,7 @@ pub async fn run_with_reloads(
     let audit = Arc::new(
         Audit::open(&config.audit.path, audit_key, clock.clone())?.with_system_name("survey-bridge"),
     );
-    let db = Db::connect(&config.database_url).await?;
+    let db = Db::connect(&config.database_url).await?.with_settle_days(config.reports.settle_days);
     let mut start = Event::new("SERVER_START", "ok", Actor::System);
     let detail = format!("questionnaire {}", questionnaire.id);
     start.detail = Some(&detail);

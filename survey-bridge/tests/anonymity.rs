@@ -153,7 +153,7 @@ async fn answers_wait_sealed_and_are_counted_a_whole_group_at_a_time() {
     for url in databases(dir.path()).await {
         let bridge = start(&url, |_| {}).await;
         let keys = keys(&bridge);
-        let guids: Vec<String> = (0..6).map(|_| guid()).collect();
+        let guids: Vec<String> = (0..8).map(|_| guid()).collect();
         for g in &guids {
             bridge.invite(g, "prov-a1", "en").await;
         }
@@ -203,6 +203,23 @@ async fn answers_wait_sealed_and_are_counted_a_whole_group_at_a_time() {
         assert_eq!((folded.counted, folded.waiting), (1, 0), "{url}");
         assert_eq!(db.period_counts(KEY.0, KEY.1, KEY.2, MONTH).await.unwrap().responses, 6);
 
+        // Once November is released (settle_days, 7, after it ends), what comes later for it
+        // counts in the month it comes in: November's figures never change.
+        bridge.clock.advance(SignedDuration::from_hours(24 * 8));
+        answer(&bridge, &guids[6], &[("overall", "7")]).await;
+        bridge.decline(&guids[7]).await;
+        assert_eq!(db.fold(&keys, bridge.clock.now(), 5).await.unwrap().waiting, 1, "December is open");
+        let november = db.period_counts(KEY.0, KEY.1, KEY.2, MONTH).await.unwrap();
+        assert_eq!((november.invitations, november.responses, november.opt_outs), (8, 6, 0), "{url}");
+        let december = db.period_counts(KEY.0, KEY.1, KEY.2, "2026-12").await.unwrap();
+        assert_eq!((december.invitations, december.responses, december.opt_outs), (0, 0, 1));
+        // December over (not yet released): the late answer is counted, in December.
+        bridge.clock.advance(SignedDuration::from_hours(24 * 24));
+        assert_eq!(db.fold(&keys, bridge.clock.now(), 5).await.unwrap().counted, 1);
+        assert_eq!(db.period_counts(KEY.0, KEY.1, KEY.2, "2026-12").await.unwrap().responses, 1);
+        assert_eq!(db.answer_count((KEY.0, KEY.1, KEY.2, "2026-12"), "overall", "7").await.unwrap(), 1);
+        assert_eq!(db.answer_count(KEY, "overall", "7").await.unwrap(), 0);
+
         // A pool row sealed under another key is left alone, and said so.
         let other = Keys::derive(&zeroize::Zeroizing::new([9u8; 32]));
         sqlx::query("INSERT INTO answer_pool (id, sealed) VALUES ('x', $1)")
@@ -216,11 +233,12 @@ async fn answers_wait_sealed_and_are_counted_a_whole_group_at_a_time() {
         // Audited: each response without its GUID and on its day only.
         let responses: Vec<_> =
             bridge.audit_lines().into_iter().filter(|l| l["action"] == "RESPONSE_ACCEPTED").collect();
-        assert_eq!(responses.len(), 6);
-        for line in responses {
+        assert_eq!(responses.len(), 7);
+        for line in &responses[..6] {
             assert!(line.get("guid_hmac").is_none(), "{line}");
             assert_eq!(line["time"], "2026-11-24", "{line}");
         }
+        assert_eq!(responses[6]["time"], "2026-12-09");
         bridge.stop().await.unwrap();
     }
 }

@@ -37,18 +37,19 @@ pub struct Folded {
     pub unreadable: usize,
 }
 
-/// Puts the answers to `inv` into the pool, sealed under `keys`.
+/// Puts the answers to `inv` into the pool, sealed under `keys`, to count in `month`.
 pub(super) async fn put(
     pool: &AnyPool,
     keys: &Keys,
     inv: &Invitation,
+    month: String,
     answers: &[(String, String)],
 ) -> Result<(), DbError> {
     let pooled = Pooled {
         site: inv.site_id.clone(),
         provider: inv.provider_id.clone(),
         campaign: inv.campaign_id.clone(),
-        month: inv.month.clone(),
+        month,
         answers: answers.to_vec(),
     };
     let plain = Zeroizing::new(serde_json::to_vec(&pooled).map_err(|err| DbError::Pool(err.to_string()))?);
@@ -66,7 +67,8 @@ impl Db {
     /// Counts the pooled answers of every group (site, provider, campaign, month) that holds
     /// at least `min_group` of them, or whose month is over at `now`, and deletes them, all
     /// in one transaction of its own. What it writes is sums, in the order of their keys:
-    /// nothing in it follows the order in which the answers came.
+    /// nothing in it follows the order in which the answers came. A group whose month is
+    /// released already counts in `now`'s month, so that a released month never changes.
     pub async fn fold(&self, keys: &Keys, now: Timestamp, min_group: usize) -> Result<Folded, DbError> {
         let this_month = month_of(now);
         let mut tx = self.pool.begin().await?;
@@ -81,22 +83,25 @@ impl Db {
                 folded.unreadable += 1;
                 continue;
             };
-            let group = (pooled.site, pooled.provider, pooled.campaign, pooled.month);
+            // Where it counts: the month it was put in the pool for (its invitation's, or the
+            // month it came in if that one was released), or now's if that is released by now.
+            let month = crate::periods::counting_month(&pooled.month, now, self.settle_days);
+            let group = (pooled.site, pooled.provider, pooled.campaign, month);
             groups.entry(group).or_default().push((id, pooled.answers));
         }
-        let mut answer_sums: BTreeMap<(&Group, String, String), i64> = BTreeMap::new();
-        let mut response_sums: BTreeMap<&Group, i64> = BTreeMap::new();
+        let mut answer_sums: BTreeMap<(Group, String, String), i64> = BTreeMap::new();
+        let mut response_sums: BTreeMap<Group, i64> = BTreeMap::new();
         let mut ids = Vec::new();
-        for (group, members) in &groups {
+        for (group, members) in groups {
             if members.len() < min_group && group.3 >= this_month {
                 folded.waiting += members.len();
                 continue;
             }
             for (id, answers) in members {
-                ids.push(id.as_str());
-                *response_sums.entry(group).or_default() += 1;
+                ids.push(id);
+                *response_sums.entry(group.clone()).or_default() += 1;
                 for (question, answer) in answers {
-                    *answer_sums.entry((group, question.clone(), answer.clone())).or_default() += 1;
+                    *answer_sums.entry((group.clone(), question, answer)).or_default() += 1;
                 }
             }
         }
@@ -124,7 +129,7 @@ impl Db {
         // Random ids: sorted, they are in no particular order either.
         ids.sort_unstable();
         for id in &ids {
-            sqlx::query("DELETE FROM answer_pool WHERE id = $1").bind(*id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM answer_pool WHERE id = $1").bind(id).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         folded.counted = ids.len();
