@@ -159,7 +159,10 @@ $(sed 's/^/  /' <<<"$links")
 Reports: https://localhost:8443/login
   user demo.provider, password $password
   (the second factor is set up at the first sign-in: scan the QR code with an authenticator)
-  The report fills as patients answer: open a few consent links above and answer.
+  Reports show released periods only (a month is released 7 days after it ends), so this
+  run's answers, counted in the live month, appear once it is; until then the report says
+  there is nothing to show yet. Answers wait sealed in a pool until 5 of a provider's month
+  are in (the bridge folds them hourly).
 
 cache-server     gRPC 127.0.0.1:50051 (mutual TLS, server name localhost), callers' certificates
                  in $certs/{emr-site-1001,outreach,bridge,admin}.pem; metrics

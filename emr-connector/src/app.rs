@@ -1,5 +1,6 @@
-//! The `push` command: read and check the CSV, skip what the map already holds, stream the
-//! rest, record each GUID as it arrives, and count.
+//! The `push` command: drop the map's entries whose contacts have expired, read and check
+//! the CSV, skip what the map still holds, stream the rest, record each GUID as it arrives,
+//! and count.
 //!
 //! Refused rows are reported on stderr as they are found, one line each; the caller prints
 //! the [`Summary`] and picks the exit code from the [`Report`].
@@ -76,6 +77,9 @@ pub struct Summary {
     pub refused: usize,
     /// Good rows not stored: the cache was unreachable, stopped, or full.
     pub unsent: usize,
+    /// Map entries dropped because their contacts had expired (with `dry_run`: that would
+    /// be dropped).
+    pub pruned: usize,
     /// Whether nothing was sent.
     pub dry_run: bool,
 }
@@ -90,6 +94,10 @@ impl fmt::Display for Summary {
         )?;
         if self.unsent > 0 {
             write!(f, ", not sent {} (run again to send them)", self.unsent)?;
+        }
+        if self.pruned > 0 {
+            let verb = if self.dry_run { "would forget" } else { "forgot" };
+            write!(f, ", {verb} {} expired map entries", self.pruned)?;
         }
         Ok(())
     }
@@ -204,7 +212,7 @@ impl Console {
 }
 
 /// Runs `push` as `args` say; `now` is the time of the run (send-after times are never
-/// earlier).
+/// earlier, and map entries that expired by then are dropped first).
 pub async fn push(args: &PushArgs, console: &mut Console, now: Timestamp) -> Report {
     let mut summary = Summary { dry_run: args.dry_run, ..Summary::default() };
     match push_inner(args, console, now, &mut summary).await {
@@ -220,13 +228,24 @@ async fn push_inner(
     summary: &mut Summary,
 ) -> Result<(), Failure> {
     let csv_name = args.csv.display().to_string();
-    let existing = map::existing(&args.map)?;
+    let existing = map::existing(&args.map, now)?;
     if existing.too_open {
         console.say(&format!(
             "warning: {}: the GUID map is readable by others than its owner; `chmod 600` it",
             args.map.display()
         ));
     }
+    if existing.undated > 0 {
+        console.say(&format!(
+            "warning: {}: {} entries have no readable expires_at and are kept; remove them once \
+             their contacts have expired",
+            args.map.display(),
+            existing.undated
+        ));
+    }
+    // The cache has forgotten these contacts: the map does not keep them longer.
+    summary.pruned =
+        if args.dry_run || existing.expired == 0 { existing.expired } else { map::prune(&args.map, now)? };
 
     let file =
         File::open(&args.csv).map_err(|source| Failure::CsvUnreadable { path: csv_name.clone(), source })?;
@@ -319,12 +338,17 @@ mod tests {
 
     #[test]
     fn the_summary_line() {
-        let s = Summary { pushed: 3, skipped: 2, refused: 1, unsent: 0, dry_run: false };
+        let s = Summary { pushed: 3, skipped: 2, refused: 1, unsent: 0, pruned: 0, dry_run: false };
         assert_eq!(s.to_string(), "pushed 3, skipped 2 (already in the map), refused 1 (see above)");
         let s = Summary { unsent: 4, ..s };
         assert!(s.to_string().ends_with(", not sent 4 (run again to send them)"));
-        let s = Summary { dry_run: true, ..Summary::default() };
+        let s = Summary { pruned: 5, ..s };
+        assert!(
+            s.to_string().ends_with(", not sent 4 (run again to send them), forgot 5 expired map entries")
+        );
+        let s = Summary { dry_run: true, pruned: 2, ..Summary::default() };
         assert!(s.to_string().starts_with("would push 0,"));
+        assert!(s.to_string().ends_with(", would forget 2 expired map entries"));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! - [`rows`] reads the CSV: columns by header name, one [`rows::Row`] per good line and one
 //!   [`rows::Refusal`] (line, row id, field, message; never the value) per bad one.
 //! - [`map`] is the GUID map file (`row_id,guid,expires_at`, owner-only, appended as results
-//!   arrive) and the row ids it already holds.
+//!   arrive, its expired entries dropped at each run) and the row ids it still holds.
 //! - [`push`] connects to the cache and pairs each streamed result with its row.
 //! - [`app`] puts them together for the `push` command: counts, progress, exit codes.
 //! - [`config`] reads settings (TOML file, `EMR_CONNECTOR_*` environment, flags).

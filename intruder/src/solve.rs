@@ -84,9 +84,16 @@ impl Problem {
             by_root.entry(sets.find(row.terms[0].0)).or_default().rows.push(row);
         }
 
+        // Tables repeat cells (a month's count is also a row of its quarter's trend): cells
+        // over the same free unknowns share their LPs.
+        let mut solved: HashMap<&[usize], (f64, Option<f64>)> = HashMap::new();
         for component in by_root.values() {
             for &cell in &component.cells {
                 let vars = &cells[cell];
+                if let Some(&(min, max)) = solved.get(vars.as_slice()) {
+                    ranges[cell] = Some(self.range(cell, &bounds, min, max)?);
+                    continue;
+                }
                 let (min, max) = if component.rows.is_empty() {
                     // Nothing but bounds on its unknowns: no LP needed.
                     let max = vars.iter().map(|&v| bounds.hi[v]).sum::<f64>();
@@ -95,6 +102,7 @@ impl Problem {
                     let min = component.optimise(&bounds, vars, false)?;
                     (min.unwrap_or(0.0), component.optimise(&bounds, vars, true)?)
                 };
+                solved.insert(vars.as_slice(), (min, max));
                 ranges[cell] = Some(self.range(cell, &bounds, min, max)?);
             }
             if component.cells.is_empty() {

@@ -11,13 +11,18 @@
 //! Two queues hold raw GUIDs of opt-outs, beside nothing else: the outbox for the cache's
 //! `OptOut`, and the outreach worker's queue ([`Db::worker_opt_outs`], in
 //! `db/worker_opt_outs.rs`).
+//!
+//! An invitation keeps its GUID's HMAC until its link has expired and its month is
+//! released; then [`Db::retire_expired_links`] (`db/retention.rs`) forgets it.
 
 use jiff::Timestamp;
 use sqlx::{AnyPool, Executor, Row, any::AnyPoolOptions};
 
 use crate::keys::Keys;
 
+mod outbox;
 mod pool;
+mod retention;
 mod worker_opt_outs;
 
 pub use pool::Folded;
@@ -40,6 +45,9 @@ pub enum DbError {
     /// Answers could not be sealed into the pool.
     #[error("answer pool: {0}")]
     Pool(String),
+    /// A released report unit could not be written or read.
+    #[error("released units: {0}")]
+    Released(String),
 }
 
 /// One invitation, as the ledger keeps it.
@@ -273,8 +281,12 @@ impl Db {
         now: Timestamp,
         answers: &[(String, String)],
     ) -> Result<Outcome, DbError> {
+        // One connection for both transactions: the answers follow their claim at once
+        // instead of queuing behind other requests (SQLite has one connection), which keeps
+        // the window a crash could fall into as short as it can be.
+        let mut conn = self.pool.acquire().await?;
         let inv = {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             let inv = match claim(&mut tx, guid_hmac, now, State::Responded).await? {
                 Ok(inv) => inv,
                 Err(outcome) => return Ok(outcome),
@@ -283,12 +295,14 @@ impl Db {
             inv
         };
         let month = crate::periods::counting_month(&inv.month, now, self.settle_days);
-        if let Err(err) = pool::put(&self.pool, keys, &inv, month, answers).await {
+        if let Err(err) = pool::put(&mut conn, keys, &inv, month, answers).await {
             // Open the link again: the answers were not kept.
-            let undo = sqlx::query("UPDATE invitations SET state = 'consented' WHERE guid_hmac = $1")
-                .bind(guid_hmac)
-                .execute(&self.pool)
-                .await;
+            let undo = sqlx::query(
+                "UPDATE invitations SET state = 'consented' WHERE guid_hmac = $1 AND state = 'responded'",
+            )
+            .bind(guid_hmac)
+            .execute(&mut *conn)
+            .await;
             if let Err(undo) = undo {
                 tracing::error!(cause = %undo, "cannot reopen a link whose answers were not kept");
             }
@@ -307,7 +321,7 @@ impl Db {
             Err(outcome) => return Ok(outcome),
         };
         self.count_opt_out(&mut tx, &inv, now).await?;
-        queue_opt_out(&mut tx, guid, now).await?;
+        outbox::queue(&mut tx, guid, now).await?;
         tx.commit().await?;
         Ok(Outcome::Accepted)
     }
@@ -327,7 +341,7 @@ impl Db {
         match claim(&mut tx, guid_hmac, now, State::Declined).await? {
             Ok(inv) => {
                 self.count_opt_out(&mut tx, &inv, now).await?;
-                queue_opt_out(&mut tx, guid, now).await?;
+                outbox::queue(&mut tx, guid, now).await?;
                 tx.commit().await?;
                 return Ok(Unsubscribe::Declined);
             }
@@ -339,7 +353,7 @@ impl Db {
         match invitation_in(&mut tx, guid_hmac).await? {
             Some((_, State::Declined)) => Ok(Unsubscribe::AlreadyDeclined),
             Some(_) => {
-                queue_opt_out(&mut tx, guid, now).await?;
+                outbox::queue(&mut tx, guid, now).await?;
                 tx.commit().await?;
                 Ok(Unsubscribe::Answered)
             }
@@ -371,55 +385,6 @@ impl Db {
             Some((inv, state)) if now.as_second() < inv.expires_at => Some(!state.is_open()),
             _ => None,
         })
-    }
-
-    /// Opt-outs due for delivery to the cache at `now`, with their attempts so far.
-    pub async fn due_opt_outs(&self, now: Timestamp, limit: i64) -> Result<Vec<(String, i64)>, DbError> {
-        let rows = sqlx::query(
-            "SELECT guid, attempts FROM opt_out_outbox WHERE next_attempt_at <= $1 \
-             ORDER BY next_attempt_at LIMIT $2",
-        )
-        .bind(now.as_second())
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
-    }
-
-    /// The cache has the opt-out: forget the GUID.
-    pub async fn opt_out_delivered(&self, guid: &str) -> Result<(), DbError> {
-        sqlx::query("DELETE FROM opt_out_outbox WHERE guid = $1").bind(guid).execute(&self.pool).await?;
-        Ok(())
-    }
-
-    /// Delivery failed: try again at `next_attempt_at`.
-    pub async fn opt_out_failed(
-        &self,
-        guid: &str,
-        attempts: i64,
-        next_attempt_at: Timestamp,
-    ) -> Result<(), DbError> {
-        sqlx::query("UPDATE opt_out_outbox SET attempts = $1, next_attempt_at = $2 WHERE guid = $3")
-            .bind(attempts)
-            .bind(next_attempt_at.as_second())
-            .bind(guid)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// How many opt-outs wait in the outbox for the cache.
-    pub async fn opt_outs_waiting(&self) -> Result<i64, DbError> {
-        let row = sqlx::query("SELECT COUNT(*) FROM opt_out_outbox").fetch_one(&self.pool).await?;
-        Ok(row.try_get(0)?)
-    }
-
-    /// Opt-outs not yet delivered, with their attempts so far.
-    pub async fn pending_opt_outs(&self) -> Result<Vec<(String, i64)>, DbError> {
-        let rows = sqlx::query("SELECT guid, attempts FROM opt_out_outbox ORDER BY guid")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
     }
 
     /// The counts of one (site, provider, campaign, month).
@@ -537,20 +502,6 @@ async fn claim(
     .await?
     .rows_affected();
     Ok(if changed == 1 { Ok(inv) } else { Err(Outcome::AlreadyUsed) })
-}
-
-/// Queues `guid` for the cache's `OptOut` and for the outreach worker (`PendingOptOuts`);
-/// queuing it again while it waits changes nothing.
-async fn queue_opt_out(tx: &mut sqlx::AnyConnection, guid: &str, now: Timestamp) -> Result<(), DbError> {
-    sqlx::query(
-        "INSERT INTO opt_out_outbox (guid, attempts, next_attempt_at) VALUES ($1, 0, $2) \
-         ON CONFLICT (guid) DO NOTHING",
-    )
-    .bind(guid)
-    .bind(now.as_second())
-    .execute(&mut *tx)
-    .await?;
-    worker_opt_outs::queue(tx, guid, now).await
 }
 
 /// A count kept per period.

@@ -4,6 +4,12 @@
 //! A group (site, provider, campaign, month) is counted once it holds `reports.min_cell`
 //! responses, or once its month is over; until then its answers wait, sealed, so that no
 //! change in the counts can be matched with one invitation's change of state.
+//!
+//! The same timer retires links ([`Fold::retire`]): an invitation whose link has expired
+//! and whose month is released forgets its GUID's HMAC. It runs here rather than in the
+//! outbox's loop because it follows the same calendar as the counts (released months), and
+//! an hourly pass (`answers.fold_every_seconds`) is plenty for a deadline counted in days,
+//! where the outbox wakes every `cache.retry_seconds` and at each decline.
 
 use std::{sync::Arc, time::Duration};
 
@@ -35,11 +41,15 @@ pub struct Fold {
 }
 
 impl Fold {
-    /// Folds every `tick` until `stop` turns true.
+    /// Folds, then retires the links that are done with, every `tick` until `stop` turns
+    /// true.
     pub async fn run(self, tick: Duration, mut stop: watch::Receiver<bool>) {
         loop {
             if let Err(err) = self.once().await {
                 warn!(cause = %err, "cannot fold the answer pool; will try again");
+            }
+            if let Err(err) = self.retire().await {
+                warn!(cause = %err, "cannot retire expired links; will try again");
             }
             tokio::select! {
                 _ = tokio::time::sleep(tick) => {}
@@ -69,5 +79,23 @@ impl Fold {
             }
         }
         Ok(folded)
+    }
+
+    /// Forgets the GUID of every invitation whose link has expired and whose month is
+    /// released ([`Db::retire_expired_links`]), and audits how many (`LINKS_RETIRED`, no
+    /// GUID, the day only). An erasure that cannot be audited stays done: it is the safe
+    /// direction.
+    pub async fn retire(&self) -> Result<u64, DbError> {
+        let retired = self.db.retire_expired_links(self.clock.now()).await?;
+        if retired > 0 {
+            info!(retired, "expired links forgotten");
+            let mut event = Event::new("LINKS_RETIRED", "ok", Actor::System);
+            event.count = Some(retired);
+            event.day_only = true;
+            if let Err(err) = self.audit.record(event) {
+                warn!(cause = %err, "cannot audit retired links");
+            }
+        }
+        Ok(retired)
     }
 }

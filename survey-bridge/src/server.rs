@@ -173,7 +173,8 @@ pub async fn run_with_reloads(
     };
     let outbox_task = tokio::spawn(outbox.run(Duration::from_secs(retry_seconds), stop_rx.clone()));
 
-    // Answers, counted from the pool a whole group at a time.
+    // Answers, counted from the pool a whole group at a time; on the same timer, expired
+    // links whose month is released forget their GUID (`Fold::retire`).
     let fold = Fold {
         db: db.clone(),
         keys: keys.clone(),

@@ -7,124 +7,16 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{Bridge, databases, sqlite, start};
+use common::{
+    Bridge, databases,
+    reader::{Reader, account, add, between},
+    sqlite, start,
+};
 use jiff::SignedDuration;
 use reqwest::{StatusCode, header};
 use survey_bridge::db::{Db, Invitation};
 
 const MONTH: &str = "2026-11";
-
-/// Runs `survey-bridge account ...` against the bridge's database; returns stdout.
-fn account(bridge: &Bridge, args: &[&str]) -> (Option<i32>, String, String) {
-    let config_file = bridge.path("account.toml");
-    std::fs::write(&config_file, toml::to_string(&bridge.config).unwrap()).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_survey-bridge"))
-        .arg("--config")
-        .arg(&config_file)
-        .arg("account")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-/// Creates an account; returns its first password.
-fn add(bridge: &Bridge, args: &[&str]) -> String {
-    let mut all = vec!["add"];
-    all.extend_from_slice(args);
-    let (code, out, err) = account(bridge, &all);
-    assert_eq!(code, Some(0), "{out} {err}");
-    out.split("first password: ").nth(1).unwrap().split_whitespace().next().unwrap().to_string()
-}
-
-/// A browser-like client: keeps the session cookie by hand (the cookie is `Secure`, and
-/// the test checks its attributes).
-struct Reader<'a> {
-    bridge: &'a Bridge,
-    http: reqwest::Client,
-    cookie: Option<String>,
-}
-
-impl<'a> Reader<'a> {
-    fn new(bridge: &'a Bridge) -> Self {
-        Reader { bridge, http: bridge.http(), cookie: None }
-    }
-
-    fn keep_cookie(&mut self, response: &reqwest::Response) {
-        if let Some(set) = response.headers().get(header::SET_COOKIE) {
-            let set = set.to_str().unwrap();
-            for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
-                assert!(set.contains(attribute), "{set}");
-            }
-            let pair = set.split(';').next().unwrap();
-            self.cookie = if pair.ends_with('=') { None } else { Some(pair.to_string()) };
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> reqwest::Response {
-        let mut request = self.http.get(self.bridge.url(path));
-        if let Some(cookie) = &self.cookie {
-            request = request.header(header::COOKIE, cookie);
-        }
-        let response = request.send().await.unwrap();
-        self.keep_cookie(&response);
-        response
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-        let mut request = self.http.post(self.bridge.url(path)).form(form);
-        if let Some(cookie) = &self.cookie {
-            request = request.header(header::COOKIE, cookie);
-        }
-        let response = request.send().await.unwrap();
-        self.keep_cookie(&response);
-        response
-    }
-
-    async fn password(&mut self, username: &str, password: &str) -> reqwest::Response {
-        self.post("/login", &[("username", username), ("password", password)]).await
-    }
-
-    /// The six digits an authenticator shows for `key` at the bridge's time.
-    fn code(&self, key: &str) -> String {
-        let secret = totp_rs::Secret::Encoded(key.to_string()).to_bytes().unwrap();
-        let totp = totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, secret);
-        totp.generate(self.bridge.clock.now().as_second() as u64)
-    }
-
-    /// Signs in for the first time: password, then the second factor set up from the key
-    /// on the enrolment page. Returns the key.
-    async fn first_sign_in(&mut self, username: &str, password: &str) -> String {
-        let response = self.password(username, password).await;
-        assert_eq!(response.status(), StatusCode::SEE_OTHER);
-        assert!(response.headers()["location"].to_str().unwrap().starts_with("/login/enrol"));
-        let page = self.get("/login/enrol").await.text().await.unwrap();
-        assert!(page.contains("<svg"), "a QR code");
-        let key = between(&page, "<code id=\"totp-key\">", "</code>");
-        let code = self.code(&key);
-        let done = self.post("/login/enrol", &[("csrf", &common::csrf(&page)), ("code", &code)]).await;
-        assert_eq!(done.status(), StatusCode::SEE_OTHER);
-        assert!(done.headers()["location"].to_str().unwrap().starts_with("/reports"));
-        key
-    }
-
-    async fn json(&mut self, query: &str) -> (StatusCode, serde_json::Value) {
-        let response = self.get(&format!("/reports/report.json{query}")).await;
-        let status = response.status();
-        (status, response.json().await.unwrap_or(serde_json::Value::Null))
-    }
-}
-
-fn between(page: &str, start: &str, end: &str) -> String {
-    let from = page.find(start).unwrap() + start.len();
-    page[from..from + page[from..].find(end).unwrap()].to_string()
-}
 
 /// Records `invited` invitations for a provider at a site and counts `answered` of them as
 /// answered: `overall` 9 and `listened` always.
@@ -160,6 +52,9 @@ async fn bridge_with_data(url: &str) -> (Bridge, Db) {
     seed(&db, "site-1001", "prov-b2", 10, 3, &bridge).await;
     seed(&db, "site-2002", "prov-c3", 20, 10, &bridge).await;
     bridge.fold().await;
+    // Reports show released periods only: November 2026 is released in the fourth quarter,
+    // released whole a week after the year ends.
+    bridge.clock.advance(jiff::SignedDuration::from_hours(24 * 45));
     (bridge, db)
 }
 
@@ -374,8 +269,13 @@ async fn a_site_admin_reads_its_site_and_exports_its_activity_but_not_another_si
     let (status, site) = reader.json("").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(site["level"], "site");
-    assert_eq!(site["summary"]["invitations"], 22);
-    assert_eq!(site["summary"]["responses"], 11);
+    assert_eq!(site["period"], "2026-Q4", "the latest released quarter by default");
+    // The site is the sum of its providers' units: prov-b2's month shows nothing (three
+    // responses), so no sum it enters is shown either, or the site minus prov-a1 would tell
+    // prov-b2's numbers.
+    assert_eq!(site["status"], "figures", "{site}");
+    assert_eq!(site["summary"]["invitations"], "suppressed", "{site}");
+    assert_eq!(site["summary"]["responses"], "suppressed");
     let (status, provider) = reader.json("?provider=prov-b2").await;
     assert_eq!(status, StatusCode::OK);
     // Three responses: under k, so no numbers at all.
@@ -401,11 +301,7 @@ async fn a_site_admin_reads_its_site_and_exports_its_activity_but_not_another_si
     let usage = reader.get("/reports/usage.csv").await.text().await.unwrap();
     assert_eq!(
         usage.lines().collect::<Vec<_>>(),
-        [
-            "site,month,channel,invitations,responses,opt_outs,no_answer_yet",
-            "site-1001,2026-11,email,11,5,0,6",
-            "site-1001,2026-11,sms,11,6,0,5",
-        ]
+        ["site,month,invitations,responses,opt_outs", "site-1001,2026-11,suppressed,suppressed,suppressed"]
     );
     bridge.stop().await.unwrap();
 }
@@ -419,17 +315,39 @@ async fn an_analyst_sees_sites_in_aggregate_but_no_provider() {
     reader.first_sign_in("analyst", &password).await;
     let (status, all) = reader.json("").await;
     assert_eq!(status, StatusCode::OK);
+    // Analysts read units of a site's month: both sites' are large enough to show.
     assert_eq!((all["level"].as_str(), all["summary"]["responses"].as_u64()), (Some("all"), Some(21)));
     let (status, site) = reader.json("?site=site-2002").await;
     assert_eq!((status, site["summary"]["invitations"].as_u64()), (StatusCode::OK, Some(20)));
     assert_eq!(reader.json("?site=site-1001&provider=prov-a1").await.0, StatusCode::NOT_FOUND);
     assert_eq!(reader.get("/reports/activity.csv").await.status(), StatusCode::NOT_FOUND);
     let usage = reader.get("/reports/usage.csv").await.text().await.unwrap();
-    assert!(usage.contains("site-2002,2026-11,sms,10,5,0,5"), "{usage}");
-    // A bad month names the field.
-    let bad = reader.get("/reports/report.json?from=2026-13").await;
-    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-    assert!(bad.text().await.unwrap().contains("from"));
+    assert_eq!(
+        usage.lines().collect::<Vec<_>>(),
+        [
+            "site,month,invitations,responses,opt_outs",
+            "site-1001,2026-11,22,11,suppressed",
+            "site-2002,2026-11,20,10,suppressed",
+        ],
+        "no opt-outs: a count under k"
+    );
+    // Released periods only: free ranges, unreleased and malformed periods name the field.
+    for (query, named) in [
+        ("from=2026-11&to=2026-12", "from, to"),
+        ("from=2026-13", "from"),
+        ("period=2026-13", "period"),
+        ("period=2027-01", "not released yet"),
+        ("period=2027", "not released yet"),
+    ] {
+        let bad = reader.get(&format!("/reports/report.json?{query}")).await;
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST, "{query}");
+        assert!(bad.text().await.unwrap().contains(named), "{query} should name {named}");
+    }
+    for period in ["2026-11", "2026-Q4", "2026"] {
+        let (status, report) = reader.json(&format!("?period={period}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(report["summary"]["responses"], 21, "{period}");
+    }
     bridge.stop().await.unwrap();
 }
 

@@ -60,7 +60,8 @@ impl Pki {
     }
 }
 
-/// A cache-server running in this process, on the system clock (the connector uses it).
+/// A cache-server running in this process, on the system clock (the binary's) unless a test
+/// gives it another.
 pub struct Cache {
     pub addr: SocketAddr,
     pub pki: Pki,
@@ -70,6 +71,11 @@ pub struct Cache {
 
 impl Cache {
     pub async fn start() -> Cache {
+        Cache::start_on(Clock::System).await
+    }
+
+    /// A cache whose time is `clock` (a manual clock moves its expiry with a test's).
+    pub async fn start_on(clock: Clock) -> Cache {
         let pki = Pki::new();
         let dir = pki.dir.path();
         let mut config = Config::default();
@@ -83,14 +89,10 @@ impl Cache {
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = grpc.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
-        let handle = tokio::spawn(cache_server::run(
-            Listeners { grpc, metrics: None },
-            config,
-            Clock::System,
-            async {
+        let handle =
+            tokio::spawn(cache_server::run(Listeners { grpc, metrics: None }, config, clock, async {
                 let _ = rx.await;
-            },
-        ));
+            }));
         Cache { addr, pki, shutdown: Some(tx), handle: Some(handle) }
     }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use rand::{TryRng, rngs::SysRng};
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyPool, Row};
+use sqlx::Row;
 use zeroize::Zeroizing;
 
 use super::{Count, Db, DbError, Group, Invitation, add_to_period};
@@ -39,7 +39,7 @@ pub struct Folded {
 
 /// Puts the answers to `inv` into the pool, sealed under `keys`, to count in `month`.
 pub(super) async fn put(
-    pool: &AnyPool,
+    conn: &mut sqlx::AnyConnection,
     keys: &Keys,
     inv: &Invitation,
     month: String,
@@ -58,7 +58,7 @@ pub(super) async fn put(
     sqlx::query("INSERT INTO answer_pool (id, sealed) VALUES ($1, $2)")
         .bind(hex::encode(id))
         .bind(keys.seal(&plain))
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }

@@ -12,7 +12,9 @@
 // Handlers return early with a finished response; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
+pub mod exports;
 pub mod pages;
+pub mod released;
 pub mod reports;
 
 use std::sync::Arc;
@@ -68,8 +70,8 @@ pub fn router(portal: Portal) -> Router {
         .route("/reports", get(reports::view))
         .route("/reports/report.csv", get(reports::csv))
         .route("/reports/report.json", get(reports::json))
-        .route("/reports/activity.csv", get(reports::activity))
-        .route("/reports/usage.csv", get(reports::usage))
+        .route("/reports/activity.csv", get(exports::activity))
+        .route("/reports/usage.csv", get(exports::usage))
         .layer(axum::middleware::from_fn(same_origin))
         .with_state(Arc::new(portal))
 }

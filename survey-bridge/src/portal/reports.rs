@@ -1,6 +1,12 @@
-//! The routes that read: the report (HTML, CSV, JSON: the same numbers), the activity log
-//! and the usage export. Each decides from the signed-in account what it may show; asking
+//! The routes that read reports (HTML, CSV, JSON: the same numbers); the activity log and
+//! the usage export are in `exports.rs`. Each decides from the signed-in account what it may show; asking
 //! for anything else answers 404, as if it did not exist.
+//!
+//! Reports cover released periods only (`period=2026-11`, `2026-Q4` or `2026`; by default
+//! the latest released quarter), never free ranges of months nor the live month, and every
+//! number in them, in the usage export too, is derived from released units
+//! ([`crate::report::release`]): providers and site administrators read units of one
+//! provider's month, analysts units of one site's month.
 //!
 //! | role | report | activity log | usage |
 //! |---|---|---|---|
@@ -19,27 +25,38 @@ use serde::Deserialize;
 use sqlx::Row;
 use tracing::error;
 
-use super::{Portal, Session, Shared, unavailable};
+use super::{
+    Portal, Session, Shared,
+    released::{self, Structure, Unit},
+    unavailable,
+};
 use crate::{
     accounts::{Role, encode},
     db::{Db, DbError},
     html::{escape, tr},
+    periods::Period,
     questionnaire::Lang,
-    report::{self, AnswerRow, Level, PeriodRow, RawCounts, ReportLinks, ReportRequest},
+    report::{
+        self, AnswerRow, Cell, Level, PeriodRow, RawCounts, ReportLinks,
+        release::{self, Derived, UnitCells},
+    },
 };
 
 /// What a report request may say; the account decides what it may see.
 #[derive(Debug, Deserialize, Default)]
 pub struct ReportQuery {
     campaign: Option<String>,
+    period: Option<String>,
+    /// Free ranges are refused: named here only to say so.
     from: Option<String>,
+    /// Free ranges are refused: named here only to say so.
     to: Option<String>,
     site: Option<String>,
     provider: Option<String>,
     lang: Option<String>,
 }
 
-fn not_found() -> Response {
+pub(super) fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "no such report").into_response()
 }
 
@@ -111,6 +128,81 @@ pub async fn json(
     report(portal, headers, query, Format::Json).await
 }
 
+impl Portal {
+    /// Where this portal's released units come from.
+    pub(super) fn units(&self) -> released::Units<'_> {
+        released::Units { db: &self.db, q: &self.questionnaire, k: self.config.min_cell }
+    }
+}
+
+/// How `account`'s reports cut populations into units.
+pub(super) fn structure_of(role: Role) -> Structure {
+    match role {
+        Role::Provider | Role::SiteAdmin => Structure::Provider,
+        Role::Analyst => Structure::Site,
+    }
+}
+
+/// The released period asked for (the latest released quarter by default), or the 400
+/// that names what is wrong.
+fn period_of(portal: &Portal, query: &ReportQuery) -> Result<Period, Response> {
+    if query.from.is_some() || query.to.is_some() {
+        return Err(bad_request(
+            "from, to: reports cover released periods only; ask for period=2026-11, 2026-Q4 or 2026",
+        ));
+    }
+    let settle = portal.config.settle_days;
+    let period = match query.period.as_deref().filter(|p| !p.is_empty()) {
+        Some(text) => Period::parse(text).map_err(|err| bad_request(&format!("period: {err}")))?,
+        None => {
+            let latest = crate::periods::latest_released_month(portal.clock.now(), settle);
+            let month = Period::month(&latest).ok_or_else(unavailable)?;
+            // The latest quarter released whole, else the one before it.
+            let quarter = month.parent().ok_or_else(unavailable)?;
+            if quarter.released(portal.clock.now(), settle) {
+                quarter
+            } else {
+                let first = quarter.months().first().cloned().unwrap_or_default();
+                let before = crate::periods::month_index(&first).map(|i| crate::periods::month_at(i - 1));
+                before.as_deref().and_then(Period::month).and_then(Period::parent).ok_or_else(unavailable)?
+            }
+        }
+    };
+    if !period.released(portal.clock.now(), settle) {
+        return Err(bad_request(&format!(
+            "period: {period} is not released yet; a month is released {settle} days after it ends"
+        )));
+    }
+    Ok(period)
+}
+
+/// The units of a population over `period`, month by month.
+async fn units_by_month(
+    portal: &Portal,
+    structure: Structure,
+    campaign: &str,
+    period: Period,
+    site: Option<&str>,
+    provider: Option<&str>,
+) -> Result<Vec<(String, Vec<Unit>)>, DbError> {
+    let mut months = Vec::new();
+    for month in period.months() {
+        let units = portal.units().of(structure, campaign, &month, site, provider).await?;
+        months.push((month, units));
+    }
+    Ok(months)
+}
+
+/// Per question, the top-box share of some units over the whole period.
+fn top_boxes(
+    q: &crate::questionnaire::Questionnaire,
+    months: &[(String, Vec<Unit>)],
+    k: u64,
+) -> Vec<Cell<f64>> {
+    let every: Vec<&UnitCells> = months.iter().flat_map(|(_, units)| units.iter().map(|u| &u.2)).collect();
+    (0..q.questions.len()).map(|qi| release::top_box_share(&every, qi, k)).collect()
+}
+
 async fn report(portal: Shared, headers: HeaderMap, query: ReportQuery, format: Format) -> Response {
     let session = match portal.signed_in(&headers).await {
         Ok(session) => session,
@@ -121,9 +213,10 @@ async fn report(portal: Shared, headers: HeaderMap, query: ReportQuery, format: 
         let _ = portal.log(Some(&session.account), "REPORT_VIEW", "not_found", None).await;
         return not_found();
     };
-    let this_month = crate::ledger::month_of(portal.clock.now());
-    let to = query.to.clone().unwrap_or_else(|| this_month.clone());
-    let from = query.from.clone().unwrap_or_else(|| months_before(&this_month, 11));
+    let period = match period_of(&portal, &query) {
+        Ok(period) => period,
+        Err(response) => return response,
+    };
     let campaign = match query.campaign.clone().filter(|c| !c.is_empty()) {
         Some(campaign) => campaign,
         None => match latest_campaign(&portal.db, site.as_deref(), provider.as_deref()).await {
@@ -135,45 +228,58 @@ async fn report(portal: Shared, headers: HeaderMap, query: ReportQuery, format: 
             }
         },
     };
-    let request = ReportRequest {
-        level,
-        site_id: site.clone(),
-        provider_id: provider.clone(),
-        campaign_id: campaign.clone(),
-        from: from.clone(),
-        to: to.clone(),
-        k: portal.config.min_cell,
-    };
+    let structure = structure_of(session.account.role);
+    let k = portal.config.min_cell;
+    let q = &portal.questionnaire;
     let counts = async {
         let scope =
-            raw_counts(&portal.db, &campaign, &from, &to, site.as_deref(), provider.as_deref()).await?;
-        let site_counts = match (level, site.as_deref()) {
+            units_by_month(&portal, structure, &campaign, period, site.as_deref(), provider.as_deref())
+                .await?;
+        // The site compared with a provider: the same structure, the whole site.
+        let site_shares = match (level, site.as_deref()) {
             (Level::Provider, Some(site)) => {
-                Some(raw_counts(&portal.db, &campaign, &from, &to, Some(site), None).await?)
+                let units = units_by_month(&portal, structure, &campaign, period, Some(site), None).await?;
+                Some(top_boxes(q, &units, k))
             }
             _ => None,
         };
-        let all = match level {
+        // All sites compared with a provider or a site: the analysts' structure.
+        let all_shares = match level {
             Level::All => None,
-            _ => Some(raw_counts(&portal.db, &campaign, &from, &to, None, None).await?),
+            _ => {
+                let units = units_by_month(&portal, Structure::Site, &campaign, period, None, None).await?;
+                Some(top_boxes(q, &units, k))
+            }
         };
-        Ok::<_, DbError>((scope, site_counts, all))
+        Ok::<_, DbError>((scope, site_shares, all_shares))
     };
-    let (scope_counts, site_counts, all) = match counts.await {
+    let (scope_units, site_shares, all_shares) = match counts.await {
         Ok(counts) => counts,
         Err(err) => {
             error!(cause = %err, "report read failed");
             return unavailable();
         }
     };
-    let built =
-        report::build(&portal.questionnaire, &request, &scope_counts, site_counts.as_ref(), all.as_ref());
-    let report = match built {
-        Ok(report) => report,
-        Err(err) => return bad_request(&err.to_string()),
-    };
+    let months = scope_units
+        .iter()
+        .map(|(month, units)| (month.clone(), units.iter().map(|u| &u.2).collect()))
+        .collect();
+    let report = release::derive(
+        q,
+        &Derived {
+            level,
+            site_id: site.clone(),
+            provider_id: provider.clone(),
+            campaign_id: campaign.clone(),
+            period: period.to_string(),
+            k,
+            months,
+            site: site_shares,
+            all: all_shares,
+        },
+    );
     let detail = format!(
-        "{} {}{} campaign {campaign} {from}..{to}",
+        "{} {}{} campaign {campaign} {period}",
         level.as_str(),
         site.as_deref().unwrap_or("all"),
         provider.as_deref().map(|p| format!("/{p}")).unwrap_or_default()
@@ -199,29 +305,64 @@ async fn report(portal: Shared, headers: HeaderMap, query: ReportQuery, format: 
         )
             .into_response(),
         Format::Html => {
-            let params = link_params(&campaign, &from, &to, site.as_deref(), provider.as_deref());
+            let params = link_params(&campaign, &period.to_string(), site.as_deref(), provider.as_deref());
             let links = ReportLinks {
                 csv: format!("/reports/report.csv?{params}"),
                 json: format!("/reports/report.json?{params}"),
                 switch_lang: format!("/reports?{params}&lang={}", lang.other().as_str()),
             };
             let page = report::render_html(&report, &portal.questionnaire, lang, &links);
+            let page =
+                with_periods(&page, &portal, period, &campaign, site.as_deref(), provider.as_deref(), lang);
             Html(with_nav(&portal, &session, lang, &page)).into_response()
         }
     }
 }
 
-/// The month `n` months before `month` (`YYYY-MM`).
-fn months_before(month: &str, n: i32) -> String {
-    let parsed =
-        month.split_once('-').and_then(|(y, m)| Some((y.parse::<i32>().ok()?, m.parse::<i32>().ok()?)));
-    let Some((year, month_number)) = parsed else { return month.to_string() };
-    let index = year * 12 + (month_number - 1) - n;
-    format!("{:04}-{:02}", index.div_euclid(12), index.rem_euclid(12) + 1)
+/// Links to the other released periods around `period`: its parts, its parent, the one
+/// before and after; inserted before the page's `<main>`.
+fn with_periods(
+    page: &str,
+    portal: &Portal,
+    period: Period,
+    campaign: &str,
+    site: Option<&str>,
+    provider: Option<&str>,
+    lang: Lang,
+) -> String {
+    let now = portal.clock.now();
+    let settle = portal.config.settle_days;
+    let mut around: Vec<Period> = Vec::new();
+    around.extend(period.parent());
+    match period {
+        Period::Year { year } => around.extend((1..=4).map(|quarter| Period::Quarter { year, quarter })),
+        Period::Quarter { .. } => around.extend(period.months().iter().filter_map(|m| Period::month(m))),
+        Period::Month { .. } => {}
+    }
+    let links: Vec<String> = around
+        .into_iter()
+        .filter(|p| p.released(now, settle))
+        .map(|p| {
+            let params = link_params(campaign, &p.to_string(), site, provider);
+            format!("<a href=\"/reports?{params}&amp;lang={}\">{p}</a>", lang.as_str())
+        })
+        .collect();
+    if links.is_empty() {
+        return page.to_string();
+    }
+    let nav = format!(
+        "<nav class=\"periods\" aria-label=\"{}\">{}</nav>\n",
+        tr(lang, "Other periods", "Autres périodes"),
+        links.join(" ")
+    );
+    match page.find("<main") {
+        Some(at) => format!("{}{nav}{}", &page[..at], &page[at..]),
+        None => format!("{nav}{page}"),
+    }
 }
 
-fn link_params(campaign: &str, from: &str, to: &str, site: Option<&str>, provider: Option<&str>) -> String {
-    let mut params = format!("campaign={}&from={}&to={}", encode(campaign), encode(from), encode(to));
+fn link_params(campaign: &str, period: &str, site: Option<&str>, provider: Option<&str>) -> String {
+    let mut params = format!("campaign={}&period={}", encode(campaign), encode(period));
     if let Some(site) = site {
         params.push_str(&format!("&site={}", encode(site)));
     }
@@ -361,125 +502,4 @@ pub async fn raw_counts(
             })
             .collect::<Result<_, sqlx::Error>>()?,
     })
-}
-
-fn csv_response(name: &str, rows: Vec<Vec<String>>) -> Response {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    for row in rows {
-        if writer.write_record(&row).is_err() {
-            return unavailable();
-        }
-    }
-    let Ok(bytes) = writer.into_inner() else { return unavailable() };
-    (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
-        ],
-        bytes,
-    )
-        .into_response()
-}
-
-/// `GET /reports/activity.csv`: a site administrator's export of their site's activity log.
-pub async fn activity(State(portal): State<Shared>, headers: HeaderMap) -> Response {
-    let session = match portal.signed_in(&headers).await {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
-    let (Role::SiteAdmin, Some(site)) = (session.account.role, session.account.site_id.clone()) else {
-        return not_found();
-    };
-    // The export is itself activity, and appears in it.
-    if let Err(response) = portal.log(Some(&session.account), "ACTIVITY_EXPORT", "ok", None).await {
-        return response;
-    }
-    let entries = match portal.db.activity(Some(&site)).await {
-        Ok(entries) => entries,
-        Err(err) => {
-            error!(cause = %err, "activity read failed");
-            return unavailable();
-        }
-    };
-    let mut rows = vec![["time", "site", "user", "action", "result", "detail"].map(String::from).to_vec()];
-    for entry in entries {
-        let time = jiff::Timestamp::from_second(entry.at).map(|t| t.to_string()).unwrap_or_default();
-        rows.push(vec![
-            time,
-            entry.site_id.unwrap_or_default(),
-            entry.username,
-            entry.action,
-            entry.result,
-            entry.detail.unwrap_or_default(),
-        ]);
-    }
-    csv_response("activity.csv", rows)
-}
-
-/// `GET /reports/usage.csv`: per site and month, invitations by channel and outcome, and
-/// responses and opt-outs; a site administrator's site, or every site for an analyst.
-pub async fn usage(State(portal): State<Shared>, headers: HeaderMap) -> Response {
-    let session = match portal.signed_in(&headers).await {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
-    let site = match session.account.role {
-        Role::Provider => return not_found(),
-        Role::SiteAdmin => match session.account.site_id.clone() {
-            Some(site) => site,
-            None => return not_found(),
-        },
-        Role::Analyst => String::new(),
-    };
-    if let Err(response) = portal.log(Some(&session.account), "USAGE_EXPORT", "ok", None).await {
-        return response;
-    }
-    match usage_rows(&portal.db, &site).await {
-        Ok(rows) => csv_response("usage.csv", rows),
-        Err(err) => {
-            error!(cause = %err, "usage read failed");
-            unavailable()
-        }
-    }
-}
-
-async fn usage_rows(db: &Db, site: &str) -> Result<Vec<Vec<String>>, DbError> {
-    let rows = sqlx::query(
-        "SELECT site_id, month, channel, \
-         CAST(COUNT(*) AS BIGINT), \
-         CAST(SUM(CASE WHEN state = 'responded' THEN 1 ELSE 0 END) AS BIGINT), \
-         CAST(SUM(CASE WHEN state = 'declined' THEN 1 ELSE 0 END) AS BIGINT), \
-         CAST(SUM(CASE WHEN state IN ('invited', 'consented') THEN 1 ELSE 0 END) AS BIGINT) \
-         FROM invitations WHERE ($1 = '' OR site_id = $1) \
-         GROUP BY site_id, month, channel ORDER BY site_id, month, channel",
-    )
-    .bind(site)
-    .fetch_all(db.pool())
-    .await?;
-    let mut out = vec![
-        ["site", "month", "channel", "invitations", "responses", "opt_outs", "no_answer_yet"]
-            .map(String::from)
-            .to_vec(),
-    ];
-    for row in rows {
-        let mut line = vec![row.try_get::<String, _>(0)?, row.try_get(1)?, row.try_get(2)?];
-        for at in 3..7 {
-            line.push(row.try_get::<i64, _>(at)?.to_string());
-        }
-        out.push(line);
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::months_before;
-
-    #[test]
-    fn months_count_back_across_years() {
-        assert_eq!(months_before("2026-11", 11), "2025-12");
-        assert_eq!(months_before("2026-01", 1), "2025-12");
-        assert_eq!(months_before("2026-03", 0), "2026-03");
-        assert_eq!(months_before("junk", 3), "junk");
-    }
 }

@@ -160,6 +160,7 @@ pub fn build(
         site_id: if req.level == Level::All { None } else { req.site_id.clone() },
         provider_id: if req.level == Level::Provider { req.provider_id.clone() } else { None },
         campaign_id: req.campaign_id.clone(),
+        period: if req.from == req.to { req.from.clone() } else { format!("{}..{}", req.from, req.to) },
         from: req.from.clone(),
         to: req.to.clone(),
         k: req.k,

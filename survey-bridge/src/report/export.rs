@@ -213,6 +213,7 @@ mod tests {
             "from",
             "k",
             "level",
+            "period",
             "provider_id",
             "questionnaire",
             "site_id",

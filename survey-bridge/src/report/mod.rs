@@ -1,6 +1,11 @@
 //! Patient-experience reports for providers and clinic administrators: pure functions from
 //! aggregate counts to a [`Report`], and from a report to JSON, CSV and an HTML page.
 //!
+//! What is published is built in two steps ([`release`]): [`build()`] protects each released
+//! *unit* (one provider's or one site's month) on its own, by the rules below; every report,
+//! comparison and usage row is then a sum of units, shown only when all its parts are, so
+//! that no combination of tables tells more than the units' own tables.
+//!
 //! [`build()`] takes the counts of the report's population and, for comparison, of its site
 //! and of all sites, and applies every small-cell rule once; [`to_json`], [`to_csv`] and
 //! [`render_html`] only write out what the [`Report`] holds, so every format withholds
@@ -53,12 +58,14 @@
 //!    between.
 //!
 //! Not treated as cells: patients who skipped a question (responses minus n), patients who
-//! neither answered nor declined. Differences with reports this one does not see (another
-//! provider's report read beside a site report) are outside what [`build()`] can check.
+//! neither answered nor declined (but withheld opt-outs among fewer than k of those withhold
+//! the invitations: [`release::protect_unit`]). Differences between tables are [`release`]'s
+//! concern.
 
 mod build;
 mod export;
 pub mod model;
+pub mod release;
 mod render;
 pub mod suppress;
 mod svg;

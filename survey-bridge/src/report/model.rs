@@ -182,6 +182,8 @@ pub struct Report {
     pub provider_id: Option<String>,
     /// The campaign.
     pub campaign_id: String,
+    /// The released period: a month (`2026-11`), a quarter (`2026-Q4`) or a year (`2026`).
+    pub period: String,
     /// The first month.
     pub from: String,
     /// The last month, inclusive.

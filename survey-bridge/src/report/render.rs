@@ -150,8 +150,9 @@ fn scope(page: &mut String, report: &Report, lang: Lang) {
         item(tr(lang, "Site", "Site"), site);
     }
     item(tr(lang, "Campaign", "Campagne"), &report.campaign_id);
-    let period = format!("{} {} {}", report.from, tr(lang, "to", "à"), report.to);
-    item(tr(lang, "Months", "Mois"), &period);
+    item(tr(lang, "Period", "Période"), &report.period);
+    let months = format!("{} {} {}", report.from, tr(lang, "to", "à"), report.to);
+    item(tr(lang, "Months", "Mois"), &months);
     page.push_str("</dl>\n");
 }
 

@@ -5,6 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod browser;
+pub mod reader;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
@@ -89,12 +90,29 @@ pub async fn start_with(config: BridgeConfig, dir: Arc<TempDir>) -> Bridge {
     start_reloadable(config, dir, reloads).await
 }
 
+/// Starts a bridge on `database_url` whose clock reads `start` (e.g. `2025-01-15T12:00:00Z`).
+pub async fn start_at(database_url: &str, start: &str, tweak: impl FnOnce(&mut BridgeConfig)) -> Bridge {
+    let (mut config, dir) = test_config(Some(database_url.to_string()));
+    tweak(&mut config);
+    let (_never, reloads) = mpsc::channel(1);
+    start_clocked(config, dir, reloads, start).await
+}
+
 /// Starts a bridge with `config`, whose files are in `dir`, reloading on each message of
 /// `reloads` (as on SIGHUP).
 pub async fn start_reloadable(
     config: BridgeConfig,
     dir: Arc<TempDir>,
     reloads: mpsc::Receiver<()>,
+) -> Bridge {
+    start_clocked(config, dir, reloads, START).await
+}
+
+async fn start_clocked(
+    config: BridgeConfig,
+    dir: Arc<TempDir>,
+    reloads: mpsc::Receiver<()>,
+    start: &str,
 ) -> Bridge {
     let database_url = config.database_url.clone();
     let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -110,7 +128,7 @@ pub async fn start_reloadable(
         None => None,
     };
     let metrics_addr = metrics.as_ref().map(|l| l.local_addr().unwrap());
-    let clock = Clock::manual(START.parse().unwrap());
+    let clock = Clock::manual(start.parse().unwrap());
     let (tx, rx) = oneshot::channel();
     let handle = tokio::spawn(survey_bridge::run_with_reloads(
         Listeners { https, grpc, http, metrics },
