@@ -35,7 +35,7 @@ use crate::{
     https::ClientAddr,
     keys::Keys,
     questionnaire::{Lang, Questionnaire},
-    results::{self, Webhook},
+    results::{self, Webhook, outcome_name},
     unsubscribe,
 };
 
@@ -351,17 +351,6 @@ async fn consent_answer(
             }
         }
         _ => (StatusCode::UNPROCESSABLE_ENTITY, "choice must be agree or decline").into_response(),
-    }
-}
-
-fn outcome_name(outcome: &Result<Outcome, crate::db::DbError>) -> &'static str {
-    match outcome {
-        Ok(Outcome::Accepted) => "ok",
-        Ok(Outcome::Unknown) => "unknown",
-        Ok(Outcome::Expired) => "expired",
-        Ok(Outcome::AlreadyUsed) => "used",
-        Ok(Outcome::NoConsent) => "no_consent",
-        Err(_) => "internal",
     }
 }
 

@@ -179,18 +179,23 @@ impl Reconciler {
     }
 }
 
-/// The audit event of a response (or of answers refused for want of consent): no GUID, and
-/// the day only, so that no line places an answer in time beside its invitation's traces.
-pub(crate) fn response_event(outcome: &Result<Outcome, DbError>, source: Source) -> Event<'static> {
-    let result = match outcome {
+/// How a submission, a consent or a decline came out, as audit results and metric labels
+/// name it.
+pub(crate) fn outcome_name(outcome: &Result<Outcome, DbError>) -> &'static str {
+    match outcome {
         Ok(Outcome::Accepted) => "ok",
         Ok(Outcome::Unknown) => "unknown",
         Ok(Outcome::Expired) => "expired",
         Ok(Outcome::AlreadyUsed) => "used",
         Ok(Outcome::NoConsent) => "no_consent",
         Err(_) => "internal",
-    };
-    let mut event = Event::new("RESPONSE_ACCEPTED", result, Actor::System);
+    }
+}
+
+/// The audit event of a response (or of answers refused for want of consent): no GUID, and
+/// the day only, so that no line places an answer in time beside its invitation's traces.
+pub(crate) fn response_event(outcome: &Result<Outcome, DbError>, source: Source) -> Event<'static> {
+    let mut event = Event::new("RESPONSE_ACCEPTED", outcome_name(outcome), Actor::System);
     event.detail = Some(source.as_str());
     event.day_only = true;
     event

@@ -55,91 +55,76 @@ impl Units<'_> {
         site: Option<&str>,
         provider: Option<&str>,
     ) -> Result<Vec<Unit>, DbError> {
-        units(self.db, self.q, self.k, structure, campaign, month, site, provider).await
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn units(
-    db: &Db,
-    q: &Questionnaire,
-    k: u64,
-    structure: Structure,
-    campaign: &str,
-    month: &str,
-    site: Option<&str>,
-    provider: Option<&str>,
-) -> Result<Vec<Unit>, DbError> {
-    let column = match structure {
-        Structure::Provider => "provider_id",
-        Structure::Site => "''",
-    };
-    let keys = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT DISTINCT site_id, {column} FROM period_counts WHERE campaign_id = $1 AND month = $2 \
+        let db = self.db;
+        let column = match structure {
+            Structure::Provider => "provider_id",
+            Structure::Site => "''",
+        };
+        let keys = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT DISTINCT site_id, {column} FROM period_counts WHERE campaign_id = $1 AND month = $2 \
          AND ($3 = '' OR site_id = $3) AND ($4 = '' OR provider_id = $4) ORDER BY 1, 2"
-    )))
-    .bind(campaign)
-    .bind(month)
-    .bind(site.unwrap_or(""))
-    .bind(provider.unwrap_or(""))
-    .fetch_all(db.pool())
-    .await?;
-    let mut units = Vec::with_capacity(keys.len());
-    for key in keys {
-        let (site_id, provider_id): (String, String) = (key.try_get(0)?, key.try_get(1)?);
-        let cells = unit(db, q, k, structure, campaign, month, &site_id, &provider_id).await?;
-        units.push((site_id, provider_id, cells));
+        )))
+        .bind(campaign)
+        .bind(month)
+        .bind(site.unwrap_or(""))
+        .bind(provider.unwrap_or(""))
+        .fetch_all(db.pool())
+        .await?;
+        let mut units = Vec::with_capacity(keys.len());
+        for key in keys {
+            let (site_id, provider_id): (String, String) = (key.try_get(0)?, key.try_get(1)?);
+            let cells = self.unit(structure, campaign, month, &site_id, &provider_id).await?;
+            units.push((site_id, provider_id, cells));
+        }
+        Ok(units)
     }
-    Ok(units)
-}
 
-/// One unit's cells: stored, or protected now and stored.
-#[allow(clippy::too_many_arguments)]
-async fn unit(
-    db: &Db,
-    q: &Questionnaire,
-    k: u64,
-    structure: Structure,
-    campaign: &str,
-    month: &str,
-    site: &str,
-    provider: &str,
-) -> Result<UnitCells, DbError> {
-    let stored = || async {
-        let row = sqlx::query(
-            "SELECT cells FROM released_units WHERE structure = $1 AND site_id = $2 AND provider_id = $3 \
+    /// One unit's cells: stored, or protected now and stored.
+    async fn unit(
+        self,
+        structure: Structure,
+        campaign: &str,
+        month: &str,
+        site: &str,
+        provider: &str,
+    ) -> Result<UnitCells, DbError> {
+        let db = self.db;
+        let stored = || async {
+            let row = sqlx::query(
+                "SELECT cells FROM released_units WHERE structure = $1 AND site_id = $2 AND provider_id = $3 \
              AND campaign_id = $4 AND month = $5",
+            )
+            .bind(structure.as_str())
+            .bind(site)
+            .bind(provider)
+            .bind(campaign)
+            .bind(month)
+            .fetch_optional(db.pool())
+            .await?;
+            let cells: Option<String> = row.map(|row| row.try_get(0)).transpose()?;
+            Ok::<_, DbError>(cells.and_then(|cells| serde_json::from_str::<UnitCells>(&cells).ok()))
+        };
+        if let Some(cells) = stored().await? {
+            return Ok(cells);
+        }
+        let provider_filter = (structure == Structure::Provider).then_some(provider);
+        let raw = raw_counts(db, campaign, month, month, Some(site), provider_filter).await?;
+        let cells = protect_unit(self.q, &raw, month, self.k);
+        let json = serde_json::to_string(&cells).map_err(|err| DbError::Released(err.to_string()))?;
+        sqlx::query(
+            "INSERT INTO released_units (structure, site_id, provider_id, campaign_id, month, cells) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (structure, site_id, provider_id, campaign_id, month) DO NOTHING",
         )
         .bind(structure.as_str())
         .bind(site)
         .bind(provider)
         .bind(campaign)
         .bind(month)
-        .fetch_optional(db.pool())
+        .bind(json)
+        .execute(db.pool())
         .await?;
-        let cells: Option<String> = row.map(|row| row.try_get(0)).transpose()?;
-        Ok::<_, DbError>(cells.and_then(|cells| serde_json::from_str::<UnitCells>(&cells).ok()))
-    };
-    if let Some(cells) = stored().await? {
-        return Ok(cells);
+        // Whoever stored it first wins: every reader gets the same cells.
+        Ok(stored().await?.unwrap_or(cells))
     }
-    let provider_filter = (structure == Structure::Provider).then_some(provider);
-    let raw = raw_counts(db, campaign, month, month, Some(site), provider_filter).await?;
-    let cells = protect_unit(q, &raw, month, k);
-    let json = serde_json::to_string(&cells).map_err(|err| DbError::Released(err.to_string()))?;
-    sqlx::query(
-        "INSERT INTO released_units (structure, site_id, provider_id, campaign_id, month, cells) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (structure, site_id, provider_id, campaign_id, month) DO NOTHING",
-    )
-    .bind(structure.as_str())
-    .bind(site)
-    .bind(provider)
-    .bind(campaign)
-    .bind(month)
-    .bind(json)
-    .execute(db.pool())
-    .await?;
-    // Whoever stored it first wins: every reader gets the same cells.
-    Ok(stored().await?.unwrap_or(cells))
 }
