@@ -156,6 +156,11 @@ pub struct ReportsConfig {
     pub session_minutes: u32,
     /// The name authenticator apps show beside the account.
     pub totp_issuer: String,
+    /// Differential privacy (off when absent): each unit's counts are released with
+    /// discrete Laplace noise that spends this much privacy (epsilon, 0.1 to 10) per patient
+    /// per unit. The defence against planted patients, which suppression cannot stop; it
+    /// applies to units released after it is turned on.
+    pub noise_epsilon: Option<f64>,
 }
 
 impl Default for ReportsConfig {
@@ -167,6 +172,7 @@ impl Default for ReportsConfig {
             lockout_minutes: 15,
             session_minutes: 30,
             totp_issuer: "Survey bridge".into(),
+            noise_epsilon: None,
         }
     }
 }
@@ -316,6 +322,11 @@ impl BridgeConfig {
         if self.reports.min_cell == 0 {
             return Err(ConfigError::new("reports.min_cell must be at least 1"));
         }
+        if let Some(epsilon) = self.reports.noise_epsilon
+            && !(0.1..=10.0).contains(&epsilon)
+        {
+            return Err(ConfigError::new("reports.noise_epsilon must be between 0.1 and 10"));
+        }
         if self.reports.max_failures == 0 || self.reports.lockout_minutes == 0 {
             return Err(ConfigError::new(
                 "reports.max_failures and reports.lockout_minutes must be at least 1",
@@ -405,5 +416,19 @@ mod tests {
         let mut config = BridgeConfig::default();
         config.sites.insert("s1".into(), site("Clinique Soleil", None));
         assert!(!config.check().unwrap_err().to_string().contains("sites"));
+    }
+
+    #[test]
+    fn noise_is_off_unless_epsilon_is_given_and_in_range() {
+        assert_eq!(BridgeConfig::default().reports.noise_epsilon, None);
+        let config: BridgeConfig = toml::from_str("[reports]\nnoise_epsilon = 1.0\n").unwrap();
+        assert_eq!(config.reports.noise_epsilon, Some(1.0));
+        assert!(!config.check().unwrap_err().to_string().contains("noise_epsilon"));
+        for bad in [0.0, 0.05, 11.0, f64::NAN, -1.0] {
+            let mut config = BridgeConfig::default();
+            config.reports.noise_epsilon = Some(bad);
+            let err = config.check().unwrap_err().to_string();
+            assert!(err.contains("reports.noise_epsilon must be between 0.1 and 10"), "{bad}: {err}");
+        }
     }
 }

@@ -182,6 +182,11 @@ impl Db {
         Ok(Db { pool, settle_days: crate::config::ReportsConfig::default().settle_days })
     }
 
+    /// `reports.settle_days`: how many days after its end a month is released.
+    pub fn settle_days(&self) -> u32 {
+        self.settle_days
+    }
+
     /// Releases months `settle_days` after they end (`reports.settle_days`): a response or
     /// an opt-out for a released month counts in the month it comes in.
     pub fn with_settle_days(mut self, settle_days: u32) -> Db {

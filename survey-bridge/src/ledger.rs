@@ -116,6 +116,19 @@ impl Ledger {
         let expires_at = sent_at
             .checked_add(SignedDuration::from_hours(24 * i64::from(self.link_valid_days)))
             .map_err(|_| invalid("sent_at", "is out of range"))?;
+        // An invitation recorded long after it was sent would land in a month whose figures
+        // are released (and must not change) or a link already expired (and maybe retired,
+        // so its GUID would be counted a second time).
+        let now = self.clock.now();
+        if expires_at <= now {
+            return Err(invalid("sent_at", "is so long ago that the link has expired (link_valid_days)"));
+        }
+        if crate::periods::month_released(&month_of(sent_at), now, self.db.settle_days()) {
+            return Err(invalid(
+                "sent_at",
+                "falls in a month already released to the reports (reports.settle_days)",
+            ));
+        }
         let inv = Invitation {
             guid_hmac: self.keys.guid_hmac(&guid),
             site_id: request.site_id.clone(),

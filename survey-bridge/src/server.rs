@@ -66,6 +66,9 @@ pub enum RunError {
     /// The webhook secret is unusable.
     #[error("{0}")]
     Webhook(String),
+    /// The reports' noise cannot be set up.
+    #[error(transparent)]
+    Noise(#[from] crate::report::noise::NoiseError),
     /// A server failed.
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
@@ -203,12 +206,17 @@ pub async fn run_with_reloads(
     };
 
     // The reports.
+    let noise = match config.reports.noise_epsilon {
+        Some(epsilon) => Some(crate::report::noise::Noise::new(&questionnaire, epsilon)?),
+        None => None,
+    };
     let portal = crate::portal::router(crate::portal::Portal {
         db: db.clone(),
         keys: keys.clone(),
         questionnaire: questionnaire.clone(),
         clock: clock.clone(),
         config: config.reports.clone(),
+        noise,
     });
 
     // The patient pages: HTTPS.

@@ -5,9 +5,10 @@
 //! shown, with the counts' own structure (responses and opt-outs within invitations, each
 //! question's answers within the responses), must span at least k consecutive integers.
 //!
-//! The data are random but seeded: two sites, five providers from busy to nearly empty, 24
-//! months of invitations, answers (to a three-question survey: a frequency, a yes/no and a
-//! 0-10 rating) and declines, answered month by month through the real pool and fold. Each
+//! The data are random but seeded: two sites, five providers from busy to nearly empty, two
+//! campaigns (one of them for half a year, with three of the providers), 24 months of
+//! invitations, answers (to a three-question survey: a frequency, a yes/no and a 0-10
+//! rating) and declines, answered month by month through the real pool and fold. Each
 //! role's unknowns are the finest counts its tables add up: a provider's month for providers
 //! and site administrators, a site's month for analysts. A control shows that the same
 //! solver pins small cells in the reports as they were before released periods (free month
@@ -29,7 +30,8 @@ use survey_bridge::{
 };
 
 const K: u64 = 5;
-const CAMPAIGN: &str = "pcpe-ongoing";
+/// The campaigns: one all along, one for half a year (counted together in the usage export).
+const CAMPAIGNS: [&str; 2] = ["pcpe-ongoing", "flu-2026"];
 const FIRST_YEAR: i32 = 2025;
 const MONTHS: usize = 24;
 
@@ -94,18 +96,18 @@ struct Truth {
 /// What the reports are about, and the truth behind them.
 struct World {
     q: Questionnaire,
-    /// (provider, month) -> truth, for units that exist.
-    truth: BTreeMap<(usize, usize), Truth>,
+    /// (campaign, provider, month) -> truth, for units that exist.
+    truth: BTreeMap<(usize, usize, usize), Truth>,
 }
 
 impl World {
     /// The same truth with the providers of each site added up: an analyst's finest counts,
     /// the site standing for its first provider.
     fn by_site(&self) -> World {
-        let mut truth: BTreeMap<(usize, usize), Truth> = BTreeMap::new();
-        for (&(p, m), unit) in &self.truth {
+        let mut truth: BTreeMap<(usize, usize, usize), Truth> = BTreeMap::new();
+        for (&(c, p, m), unit) in &self.truth {
             let first = (0..PROVIDERS.len()).find(|&f| PROVIDERS[f].0 == PROVIDERS[p].0).unwrap();
-            let sum = truth.entry((first, m)).or_insert_with(|| Truth {
+            let sum = truth.entry((c, first, m)).or_insert_with(|| Truth {
                 answers: unit.answers.iter().map(|options| vec![0; options.len()]).collect(),
                 ..Truth::default()
             });
@@ -130,7 +132,12 @@ async fn seed(bridge: &Bridge, db: &Db, rng: &mut StdRng) -> World {
         let mid = format!("{}-15T12:00:00Z", month_label(m)).parse::<jiff::Timestamp>().unwrap();
         bridge.clock.advance(mid.duration_since(bridge.clock.now()));
         let now = bridge.clock.now();
-        for (p, &(site, provider, busy)) in PROVIDERS.iter().enumerate() {
+        for (c, p) in (0..CAMPAIGNS.len()).flat_map(|c| (0..PROVIDERS.len()).map(move |p| (c, p))) {
+            let (site, provider, busy) = PROVIDERS[p];
+            // The second campaign runs for half a year, at three providers.
+            if c == 1 && !((12..18).contains(&m) && [0, 1, 3].contains(&p)) {
+                continue;
+            }
             // Some months a provider sends nothing; some months very little.
             if rng.random_bool(0.12) {
                 continue;
@@ -150,7 +157,7 @@ async fn seed(bridge: &Bridge, db: &Db, rng: &mut StdRng) -> World {
                     guid_hmac: hmac.clone(),
                     site_id: site.into(),
                     provider_id: provider.into(),
-                    campaign_id: CAMPAIGN.into(),
+                    campaign_id: CAMPAIGNS[c].into(),
                     channel: "sms".into(),
                     language: "en".into(),
                     month: month_label(m),
@@ -186,7 +193,7 @@ async fn seed(bridge: &Bridge, db: &Db, rng: &mut StdRng) -> World {
                     db.decline(&hmac, &hmac, now).await.unwrap();
                 }
             }
-            truth.insert((p, m), unit);
+            truth.insert((c, p, m), unit);
         }
         // The month's answers are counted in it (the bridge folds them before it ends).
         bridge.fold().await;
@@ -214,7 +221,7 @@ enum Measure {
 
 /// The LP's unknowns: every count of every unit that exists.
 struct Unknowns {
-    base: BTreeMap<(usize, usize), usize>,
+    base: BTreeMap<(usize, usize, usize), usize>,
     offsets: Vec<usize>,
     len: usize,
 }
@@ -258,13 +265,22 @@ impl Unknowns {
         }
     }
 
-    /// The unknowns a count over `providers` and `months` sums.
-    fn of(&self, q: &Questionnaire, providers: &[usize], months: &[usize], measure: Measure) -> Vec<usize> {
+    /// The unknowns a count over `campaigns`, `providers` and `months` sums.
+    fn of(
+        &self,
+        q: &Questionnaire,
+        campaigns: &[usize],
+        providers: &[usize],
+        months: &[usize],
+        measure: Measure,
+    ) -> Vec<usize> {
         let mut vars = Vec::new();
-        for &p in providers {
-            for &m in months {
-                if let Some(&base) = self.base.get(&(p, m)) {
-                    vars.extend(self.unit(q, base, measure));
+        for &c in campaigns {
+            for &p in providers {
+                for &m in months {
+                    if let Some(&base) = self.base.get(&(c, p, m)) {
+                        vars.extend(self.unit(q, base, measure));
+                    }
                 }
             }
         }
@@ -295,6 +311,8 @@ struct Intruder<'w> {
     unknowns: Unknowns,
     problem: Problem,
     published: usize,
+    /// The campaigns of the tables being read: a report's one, or all for the usage export.
+    campaigns: Vec<usize>,
 }
 
 impl<'w> Intruder<'w> {
@@ -315,7 +333,7 @@ impl<'w> Intruder<'w> {
                 problem.publish(Constraint::new(answered.chain([(base + 1, -1.0)]), f64::NEG_INFINITY, 0.0));
             }
         }
-        Intruder { world, unknowns, problem, published: 0 }
+        Intruder { world, unknowns, problem, published: 0, campaigns: vec![0] }
     }
 
     fn count(
@@ -326,7 +344,7 @@ impl<'w> Intruder<'w> {
         months: &[usize],
         measure: Measure,
     ) {
-        let vars = self.unknowns.of(&self.world.q, providers, months, measure);
+        let vars = self.unknowns.of(&self.world.q, &self.campaigns, providers, months, measure);
         match cell {
             Value::Number(n) => {
                 self.problem.publish(Constraint::sum(vars, n.as_u64().unwrap()));
@@ -341,8 +359,8 @@ impl<'w> Intruder<'w> {
 
     fn share(&mut self, cell: &Value, providers: &[usize], months: &[usize], num: Measure, den: Measure) {
         if let Value::Number(n) = cell {
-            let num = self.unknowns.of(&self.world.q, providers, months, num);
-            let den = self.unknowns.of(&self.world.q, providers, months, den);
+            let num = self.unknowns.of(&self.world.q, &self.campaigns, providers, months, num);
+            let den = self.unknowns.of(&self.world.q, &self.campaigns, providers, months, den);
             // Four decimals of a fraction: two of a percent.
             self.problem.publish_all(Constraint::share(num, den, n.as_f64().unwrap() * 100.0, 2));
             self.published += 1;
@@ -409,8 +427,10 @@ impl<'w> Intruder<'w> {
         }
     }
 
-    /// Reads the usage export: per site and month, invitations, responses, opt-outs.
+    /// Reads the usage export: per site and month, invitations, responses, opt-outs, all
+    /// campaigns together.
     fn usage(&mut self, csv: &str) {
+        self.campaigns = (0..CAMPAIGNS.len()).collect();
         for line in csv.lines().skip(1) {
             let cells: Vec<&str> = line.split(',').collect();
             let providers: Vec<usize> =
@@ -467,17 +487,21 @@ fn periods() -> Vec<(String, Vec<usize>)> {
 }
 
 /// Downloads every report `reader` may read for `populations` (query, providers, their
-/// site's providers) over every period, into `intruder`.
+/// site's providers) over every period of every campaign, into `intruder`.
 async fn download(
     reader: &mut Reader<'_>,
     intruder: &mut Intruder<'_>,
     populations: &[(String, Vec<usize>, Vec<usize>)],
 ) {
-    for (query, providers, site) in populations {
-        for (period, months) in periods() {
-            let (status, json) = reader.json(&format!("?campaign={CAMPAIGN}&period={period}{query}")).await;
-            assert_eq!(status, reqwest::StatusCode::OK, "{query} {period}: {json}");
-            intruder.report(&json, providers, site, &months, &format!("{period}{query}"));
+    for (c, campaign) in CAMPAIGNS.iter().enumerate() {
+        intruder.campaigns = vec![c];
+        for (query, providers, site) in populations {
+            for (period, months) in periods() {
+                let (status, json) =
+                    reader.json(&format!("?campaign={campaign}&period={period}{query}")).await;
+                assert_eq!(status, reqwest::StatusCode::OK, "{query} {period}: {json}");
+                intruder.report(&json, providers, site, &months, &format!("{campaign} {period}{query}"));
+            }
         }
     }
 }
@@ -570,14 +594,14 @@ async fn old_style(world: &World, db: &Db, p: usize, months: &[usize]) -> Value 
     let (site, provider, _) = PROVIDERS[p];
     let (from, to) = (month_label(months[0]), month_label(*months.last().unwrap()));
     let raw =
-        survey_bridge::portal::reports::raw_counts(db, CAMPAIGN, &from, &to, Some(site), Some(provider))
+        survey_bridge::portal::reports::raw_counts(db, CAMPAIGNS[0], &from, &to, Some(site), Some(provider))
             .await
             .unwrap();
     let request = ReportRequest {
         level: Level::Provider,
         site_id: Some(site.into()),
         provider_id: Some(provider.into()),
-        campaign_id: CAMPAIGN.into(),
+        campaign_id: CAMPAIGNS[0].into(),
         from,
         to,
         k: K,

@@ -75,6 +75,20 @@ async fn each_bad_field_is_named() {
         assert_eq!(status.code(), Code::InvalidArgument, "{field}");
         assert_eq!(status.get_details_bad_request().unwrap().field_violations[0].field, field);
     }
+    // Sent so long ago that the link has expired (it may have been retired, and would count
+    // again), or in a month already released to the reports (whose figures must not move).
+    let (old, october) = ("2026-10-20T12:00:00Z", "2026-10-31T12:00:00Z");
+    for (sent, named) in [(old, "link has expired"), (october, "already released")] {
+        let request = invitation(&guid(), "prov-a1", "en", sent.parse().unwrap());
+        let status = ledger.record_invitation(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{sent}");
+        assert!(status.message().contains(named), "{sent}: {}", status.message());
+    }
+    // Sent in November, still open: recorded.
+    ledger
+        .record_invitation(invitation(&guid(), "prov-a1", "en", "2026-11-02T12:00:00Z".parse().unwrap()))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

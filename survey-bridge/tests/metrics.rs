@@ -15,6 +15,13 @@ async fn the_metrics_port_counts_outcomes_and_the_waiting_opt_outs_without_a_gui
     let data = tempfile::tempdir().unwrap();
     let (mut config, dir) = test_config(Some(sqlite(data.path())));
     config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    let secret = "a-shared-secret-of-more-than-32-characters";
+    let secret_file = config.tls.cert.with_file_name("webhook.secret");
+    std::fs::write(&secret_file, secret).unwrap();
+    config.webhook = Some(survey_bridge::config::WebhookConfig {
+        secret_file,
+        ..survey_bridge::config::WebhookConfig::default()
+    });
     let (reloads, receiver) = mpsc::channel(1);
     let bridge = start_reloadable(config, Arc::clone(&dir), receiver).await;
     let scrape = async || {
@@ -35,6 +42,26 @@ async fn the_metrics_port_counts_outcomes_and_the_waiting_opt_outs_without_a_gui
     }
     bridge.answer_survey(&answered).await;
     bridge.decline(&declined).await;
+    // Answers from an external survey for a patient who never agreed: refused, and counted.
+    let unconsented = guid();
+    bridge.invite(&unconsented, "prov-a1", "en").await;
+    let body = serde_json::json!({ "guid": unconsented, "answers": { "overall": 8 } }).to_string();
+    let now = bridge.clock.now().as_second();
+    let status = bridge
+        .http()
+        .post(bridge.url("/results"))
+        .header("content-type", "application/json")
+        .header(survey_bridge::results::TIMESTAMP_HEADER, now.to_string())
+        .header(
+            survey_bridge::results::SIGNATURE_HEADER,
+            survey_bridge::results::sign(secret.as_bytes(), now, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, reqwest::StatusCode::FORBIDDEN);
     reloads.send(()).await.unwrap();
     let mut text = String::new();
     for _ in 0..200 {
@@ -50,6 +77,7 @@ async fn the_metrics_port_counts_outcomes_and_the_waiting_opt_outs_without_a_gui
         r#"bridge_consents_total{choice="agree"} 1"#,
         r#"bridge_consents_total{choice="decline"} 1"#,
         r#"bridge_responses_total{result="ok"} 1"#,
+        r#"bridge_answers_refused_total{reason="no_consent",source="webhook"} 1"#,
         r#"bridge_reloads_total{result="ok"} 1"#,
         "bridge_opt_outs_waiting 1",
     ] {
@@ -63,7 +91,7 @@ async fn the_metrics_port_counts_outcomes_and_the_waiting_opt_outs_without_a_gui
         .parse::<f64>()
         .unwrap();
     assert!(expiry > jiff::Timestamp::now().as_second() as f64, "{expiry}");
-    for g in [&unknown, &answered, &declined] {
+    for g in [&unknown, &answered, &declined, &unconsented] {
         assert!(!text.contains(g.as_str()), "a GUID in the metrics");
     }
     bridge.stop().await.unwrap();

@@ -56,6 +56,8 @@ pub struct Portal {
     pub clock: Clock,
     /// Settings.
     pub config: ReportsConfig,
+    /// The noise on released units (`reports.noise_epsilon`), when configured.
+    pub noise: Option<crate::report::noise::Noise>,
 }
 
 type Shared = Arc<Portal>;

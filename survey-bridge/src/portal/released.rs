@@ -8,7 +8,10 @@ use super::reports::raw_counts;
 use crate::{
     db::{Db, DbError},
     questionnaire::Questionnaire,
-    report::release::{UnitCells, protect_unit},
+    report::{
+        noise::Noise,
+        release::{UnitCells, protect_unit},
+    },
 };
 
 /// How a population is cut into units.
@@ -42,6 +45,8 @@ pub struct Units<'a> {
     pub q: &'a Questionnaire,
     /// The small-cell threshold a new unit is protected with.
     pub k: u64,
+    /// The noise a new unit's counts are released with, if any.
+    pub noise: Option<&'a Noise>,
 }
 
 impl Units<'_> {
@@ -108,8 +113,12 @@ impl Units<'_> {
             return Ok(cells);
         }
         let provider_filter = (structure == Structure::Provider).then_some(provider);
-        let raw = raw_counts(db, campaign, month, month, Some(site), provider_filter).await?;
-        let cells = protect_unit(self.q, &raw, month, self.k);
+        let mut raw = raw_counts(db, campaign, month, month, Some(site), provider_filter).await?;
+        if let Some(noise) = self.noise {
+            raw = noise.apply(self.q, &raw, month).map_err(|err| DbError::Released(err.to_string()))?;
+        }
+        let mut cells = protect_unit(self.q, &raw, month, self.k);
+        cells.noise_epsilon = self.noise.map(Noise::epsilon);
         let json = serde_json::to_string(&cells).map_err(|err| DbError::Released(err.to_string()))?;
         sqlx::query(
             "INSERT INTO released_units (structure, site_id, provider_id, campaign_id, month, cells) \

@@ -131,7 +131,12 @@ pub async fn json(
 impl Portal {
     /// Where this portal's released units come from.
     pub(super) fn units(&self) -> released::Units<'_> {
-        released::Units { db: &self.db, q: &self.questionnaire, k: self.config.min_cell }
+        released::Units {
+            db: &self.db,
+            q: &self.questionnaire,
+            k: self.config.min_cell,
+            noise: self.noise.as_ref(),
+        }
     }
 }
 
@@ -193,6 +198,28 @@ async fn units_by_month(
     Ok(months)
 }
 
+/// All sites' units over `period`, cut so that they never overlap the reader's own units:
+/// the reader's site in the reader's `structure`, every other site whole (the analysts'
+/// units). A site's whole unit beside its providers' units would give away, by subtraction,
+/// the cells a provider's unit withholds.
+async fn all_units(
+    portal: &Portal,
+    structure: Structure,
+    campaign: &str,
+    period: Period,
+    own_site: Option<&str>,
+) -> Result<Vec<(String, Vec<Unit>)>, DbError> {
+    let mut months = units_by_month(portal, Structure::Site, campaign, period, None, None).await?;
+    if let (Structure::Provider, Some(own)) = (structure, own_site) {
+        let own_units = units_by_month(portal, structure, campaign, period, Some(own), None).await?;
+        for ((_, units), (_, own_units)) in months.iter_mut().zip(own_units) {
+            units.retain(|(site, _, _)| site != own);
+            units.extend(own_units);
+        }
+    }
+    Ok(months)
+}
+
 /// Per question, the top-box share of some units over the whole period.
 fn top_boxes(
     q: &crate::questionnaire::Questionnaire,
@@ -243,11 +270,11 @@ async fn report(portal: Shared, headers: HeaderMap, query: ReportQuery, format: 
             }
             _ => None,
         };
-        // All sites compared with a provider or a site: the analysts' structure.
+        // All sites compared with a provider or a site.
         let all_shares = match level {
             Level::All => None,
             _ => {
-                let units = units_by_month(&portal, Structure::Site, &campaign, period, None, None).await?;
+                let units = all_units(&portal, structure, &campaign, period, site.as_deref()).await?;
                 Some(top_boxes(q, &units, k))
             }
         };

@@ -165,6 +165,7 @@ pub fn build(
         to: req.to.clone(),
         k: req.k,
         compared_with,
+        noise_epsilon: None,
         body,
     })
 }

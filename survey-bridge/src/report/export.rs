@@ -23,10 +23,15 @@ const HEADER: [&str; 7] = ["section", "question", "option", "month", "population
 /// `responses`, `opt_outs`, `response_rate`, `top_box`, `answered`, `count` or `share`;
 /// `value` is the number (shares between 0 and 1) or `suppressed`. A report with too few
 /// responses has one row, `report,,,,<level>,status,too_few_responses`, and no numbers.
+/// When the counts carry differential-privacy noise, a first row
+/// `report,,,,<level>,noise_epsilon,<epsilon>` says so.
 pub fn to_csv(report: &Report) -> String {
     let mut out = Csv::default();
     out.row(HEADER);
     let us = report.level.as_str();
+    if let Some(epsilon) = report.noise_epsilon {
+        out.row(["report", "", "", "", us, "noise_epsilon", &epsilon.to_string()]);
+    }
     let figures = match &report.body {
         Body::TooFewResponses => {
             out.row(["report", "", "", "", us, "status", "too_few_responses"]);

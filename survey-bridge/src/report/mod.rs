@@ -65,6 +65,7 @@
 mod build;
 mod export;
 pub mod model;
+pub mod noise;
 pub mod release;
 mod render;
 pub mod suppress;

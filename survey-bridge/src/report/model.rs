@@ -192,6 +192,10 @@ pub struct Report {
     pub k: u64,
     /// The populations the report compares with (site, all), in that order.
     pub compared_with: Vec<Level>,
+    /// When the counts carry differential-privacy noise (`reports.noise_epsilon`): its
+    /// privacy loss per patient per unit (the largest, if the units differ).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub noise_epsilon: Option<f64>,
     /// The figures, or none.
     #[serde(flatten)]
     pub body: Body,

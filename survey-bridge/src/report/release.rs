@@ -18,6 +18,11 @@
 //! in-table rules protect. Subtracting Jan-May from Jan-Jun, a site from its providers, or a
 //! quarter from its months gives back shown cells only.
 //!
+//! That needs every table one account reads to cut populations into the *same* units: all
+//! sites beside a provider's or a site administrator's report are the reader's site by
+//! provider and the other sites whole (`portal::reports`), never the reader's site whole
+//! beside its providers.
+//!
 //! The price: a sum with one withheld part is withheld, so a rare option may be shown for
 //! a provider's busy months and withheld for the quarter.
 
@@ -33,7 +38,7 @@ use super::{
 use crate::questionnaire::Questionnaire;
 
 /// The released, protected cells of one unit (a population's month); `None` is withheld.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UnitCells {
     /// Invitations sent.
     pub invitations: Option<u64>,
@@ -47,6 +52,10 @@ pub struct UnitCells {
     pub pooled_top: Option<u64>,
     /// All answers to those questions.
     pub pooled_answered: Option<u64>,
+    /// The privacy loss of the noise on the counts ([`super::noise`]), when the unit was
+    /// released with noise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_epsilon: Option<f64>,
 }
 
 /// One question's protected cells in a unit.
@@ -116,6 +125,7 @@ pub fn protect_unit(q: &Questionnaire, raw: &RawCounts, month: &str, k: u64) -> 
         questions,
         pooled_top,
         pooled_answered: pooled_top.and(pooled_answered),
+        noise_epsilon: None,
     }
 }
 
@@ -136,6 +146,7 @@ fn withheld(q: &Questionnaire) -> UnitCells {
             .collect(),
         pooled_top: None,
         pooled_answered: None,
+        noise_epsilon: None,
     }
 }
 
@@ -316,6 +327,7 @@ pub fn derive(q: &Questionnaire, d: &Derived<'_>) -> Report {
         to: last,
         k,
         compared_with,
+        noise_epsilon: every.iter().filter_map(|u| u.noise_epsilon).reduce(f64::max),
         body,
     }
 }

@@ -186,6 +186,23 @@ fn body(page: &mut String, report: &Report, figures: &Figures, q: &Questionnaire
             ),
         }
     );
+    if let Some(epsilon) = report.noise_epsilon {
+        let _ = writeln!(
+            page,
+            "<p class=\"note\">{}</p>",
+            match lang {
+                Lang::En => format!(
+                    "Every count carries random noise (differential privacy, ε\u{a0}=\u{a0}{epsilon}): a number may be \
+                     off by a few, so that no patient can be singled out, even by someone who knows the other patients' answers."
+                ),
+                Lang::Fr => format!(
+                    "Chaque nombre comporte un bruit aléatoire (confidentialité différentielle, ε\u{a0}=\u{a0}{epsilon})\u{a0}: \
+                     un nombre peut s'écarter de quelques unités, afin qu'aucun patient ne puisse être identifié, \
+                     même par qui connaît les réponses des autres."
+                ),
+            }
+        );
+    }
     let (rate_h, top_h) =
         (tr(lang, "Response rate", "Taux de réponse"), tr(lang, "Top box", "Réponses favorables"));
     let (invitations_h, responses_h) =
