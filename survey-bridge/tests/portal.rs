@@ -207,6 +207,94 @@ async fn repeated_failures_lock_an_account_until_the_lock_ends() {
 }
 
 #[tokio::test]
+async fn one_lock_per_account_holds_at_the_second_factor_in_every_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite(dir.path());
+    let (bridge, _db) = bridge_with_data(&url).await;
+    let password =
+        add(&bridge, &["dr.a", "--role", "provider", "--site", "site-1001", "--provider", "prov-a1"]);
+    let key = Reader::new(&bridge).first_sign_in("dr.a", &password).await;
+    // Someone with the password opens three sessions at the code step.
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let mut reader = Reader::new(&bridge);
+        assert_eq!(reader.password("dr.a", &password).await.status(), StatusCode::SEE_OTHER);
+        let page = reader.get("/login/code").await.text().await.unwrap();
+        let csrf = common::csrf(&page);
+        sessions.push((reader, csrf));
+    }
+    // A code no authenticator shows now (the right one, shifted).
+    let right: u32 = sessions[0].0.code(&key).parse().unwrap();
+    let wrong = format!("{:06}", (right + 500_000) % 1_000_000);
+    // Failures add up across sessions: two wrong codes in one, three in another lock the
+    // account (max_failures 5).
+    for (s, tries) in [(0, 2), (1, 3)] {
+        let (reader, csrf) = &mut sessions[s];
+        for _ in 0..tries {
+            let response = reader.post("/login/code", &[("csrf", csrf.as_str()), ("code", &wrong)]).await;
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        }
+    }
+    // The lock ended every attempt in progress: the third session's right code (of a new
+    // time step) is refused, and each session is back at the password.
+    bridge.clock.advance(SignedDuration::from_secs(31));
+    let (reader, csrf) = &mut sessions[2];
+    let code = reader.code(&key);
+    let refused = reader.post("/login/code", &[("csrf", csrf.as_str()), ("code", &code)]).await;
+    assert_eq!(refused.status(), StatusCode::SEE_OTHER, "a right code while locked");
+    assert_eq!(refused.headers()["location"], "/login");
+    for (reader, _) in &mut sessions {
+        let page = reader.get("/login/code").await;
+        assert_eq!(page.status(), StatusCode::SEE_OTHER);
+        assert_eq!(page.headers()["location"], "/login");
+    }
+    // A new sign-in is refused at the password, right as it is.
+    let mut late = Reader::new(&bridge);
+    assert_eq!(late.password("dr.a", &password).await.status(), StatusCode::UNAUTHORIZED);
+
+    // Once the lock ends (15 minutes), the password and a fresh code sign in.
+    bridge.clock.advance(SignedDuration::from_mins(16));
+    assert_eq!(late.password("dr.a", &password).await.status(), StatusCode::SEE_OTHER);
+    let page = late.get("/login/code").await.text().await.unwrap();
+    let code = late.code(&key);
+    let ok = late.post("/login/code", &[("csrf", &common::csrf(&page)), ("code", &code)]).await;
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    assert!(ok.headers()["location"].to_str().unwrap().starts_with("/reports"));
+
+    // A lock written while a session waits at the code step (by another request, or
+    // another replica, between the two steps) holds too: the right code is refused there.
+    let db = Db::connect(&url).await.unwrap();
+    let mut waiting = Reader::new(&bridge);
+    assert_eq!(waiting.password("dr.a", &password).await.status(), StatusCode::SEE_OTHER);
+    let page = waiting.get("/login/code").await.text().await.unwrap();
+    let until = bridge.clock.now().as_second() + 600;
+    sqlx::query("UPDATE accounts SET locked_until = $1 WHERE username = 'dr.a'")
+        .bind(until)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    bridge.clock.advance(SignedDuration::from_secs(31));
+    let code = waiting.code(&key);
+    let refused = waiting.post("/login/code", &[("csrf", &common::csrf(&page)), ("code", &code)]).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "a right code while locked");
+
+    let totp: Vec<String> = db
+        .activity(Some("site-1001"))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.action == "TOTP")
+        .map(|a| a.result)
+        .collect();
+    assert_eq!(
+        totp,
+        ["wrong_code", "wrong_code", "wrong_code", "wrong_code", "wrong_code_now_locked", "ok", "locked"],
+        "oldest first"
+    );
+    bridge.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_sign_in_posted_from_another_site_is_refused_unread() {
     let dir = tempfile::tempdir().unwrap();
     let (bridge, _db) = bridge_with_data(&sqlite(dir.path())).await;

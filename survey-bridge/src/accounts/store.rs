@@ -248,6 +248,17 @@ impl Db {
         Ok(Some((row.try_get(0)?, Stage::parse(&stage))))
     }
 
+    /// Ends every session of `username` still short of its second factor (a lock ends every
+    /// attempt in progress, in whichever session it was made).
+    pub async fn end_pending_sessions(&self, username: &str) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM sessions WHERE username = $1 AND stage <> $2")
+            .bind(username)
+            .bind(Stage::Full.as_str())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Ends a session, and forgets every expired one.
     pub async fn end_session(&self, token_hash: &str, now: i64) -> Result<(), DbError> {
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1 OR expires_at <= $2")

@@ -133,11 +133,14 @@ pub async fn login(
             Err(response) => response,
         };
     };
+    // The password is checked whatever the account's state, so that a locked or disabled
+    // account takes as long to refuse as a wrong password: timing tells nothing.
+    let password_ok = accounts::verify_password(&form.password, &secrets.password_hash);
     let result = if account.disabled {
         "disabled"
     } else if account.locked_until > now {
         "locked"
-    } else if !accounts::verify_password(&form.password, &secrets.password_hash) {
+    } else if !password_ok {
         let lock_until = now + i64::from(portal.config.lockout_minutes) * 60;
         match portal
             .db
@@ -154,6 +157,11 @@ pub async fn login(
     } else {
         "ok"
     };
+    if result == "wrong_password_now_locked"
+        && let Err(err) = portal.db.end_pending_sessions(&account.username).await
+    {
+        error!(cause = %err, "session write failed");
+    }
     if let Err(response) = portal.log(Some(&account), "LOGIN", result, None).await {
         return response;
     }
@@ -273,22 +281,34 @@ async fn second_factor(
         return (StatusCode::FORBIDDEN, "the form is stale; sign in again").into_response();
     }
     let now = portal.now();
-    let account = &session.account;
-    let nonce = match portal.db.account(&account.username).await {
-        Ok(Some((_, secrets))) => secrets.totp_nonce,
-        Ok(None) => None,
+    let action = if stage == Stage::Enrol { "TOTP_ENROLLED" } else { "TOTP" };
+    // The account as it is now, not as it was when this session began: one lock per
+    // account, whichever session tripped it.
+    let (account, nonce) = match portal.db.account(&session.account.username).await {
+        Ok(Some((account, secrets))) => (account, secrets.totp_nonce),
+        Ok(None) => return Redirect::to("/login").into_response(),
         Err(err) => {
             error!(cause = %err, "account read failed");
             return unavailable();
         }
     };
+    let account = &account;
+    if account.disabled || account.locked_until > now {
+        let result = if account.disabled { "disabled" } else { "locked" };
+        if let Err(response) = portal.log(Some(account), action, result, None).await {
+            return response;
+        }
+        let _ = portal.db.end_session(&session.token_hash, now).await;
+        let mut response = login_page(lang, StatusCode::UNAUTHORIZED, true);
+        response.headers_mut().insert(header::SET_COOKIE, clear_cookie());
+        return response;
+    }
     let step =
         nonce.and_then(|nonce| accounts::check_code(&accounts::totp(&portal.keys, &nonce), &form.code, now));
     let fresh = match step {
         Some(step) => portal.db.use_totp_step(&account.username, step).await,
         None => Ok(false),
     };
-    let action = if stage == Stage::Enrol { "TOTP_ENROLLED" } else { "TOTP" };
     let ok = match fresh {
         Ok(ok) => ok,
         Err(err) => {
@@ -312,6 +332,10 @@ async fn second_factor(
         }
         if matches!(locked, Ok(true)) || locked.is_err() {
             let _ = portal.db.end_session(&session.token_hash, now).await;
+            // Every other attempt in progress ends with it.
+            if let Err(err) = portal.db.end_pending_sessions(&account.username).await {
+                error!(cause = %err, "session write failed");
+            }
             let mut response = login_page(lang, StatusCode::UNAUTHORIZED, true);
             response.headers_mut().insert(header::SET_COOKIE, clear_cookie());
             return response;
