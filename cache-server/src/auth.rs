@@ -193,7 +193,7 @@ pub const POLICY: &[(Rpc, &[Role])] = &[
     (Rpc::PutContact, &[Role::Emr]),
     (Rpc::PutContacts, &[Role::Emr]),
     (Rpc::GetContact, &[Role::Outreach]),
-    (Rpc::DeleteContact, &[Role::Emr, Role::Bridge]),
+    (Rpc::DeleteContact, &[Role::Emr]),
     (Rpc::OptOut, &[Role::Bridge]),
     (Rpc::Stats, &[Role::Admin]),
     (Rpc::LeaseDue, &[Role::Outreach]),

@@ -30,7 +30,8 @@ fn expected(role: Role, rpc: Rpc) -> bool {
     match role {
         Role::Emr => matches!(rpc, PutContact | PutContacts | DeleteContact),
         Role::Outreach => matches!(rpc, GetContact | LeaseDue | Ack),
-        Role::Bridge => matches!(rpc, OptOut | DeleteContact),
+        // Least privilege: the bridge opts contacts out; it never erases one outright.
+        Role::Bridge => matches!(rpc, OptOut),
         Role::Admin => matches!(rpc, Stats),
     }
 }

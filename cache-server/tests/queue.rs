@@ -416,19 +416,28 @@ async fn leases_and_acks_are_audited_without_contact_data() {
     let mut c = server.clients().await;
     let sent = contact(1);
     let guid = c.put(sent.clone()).await;
-    c.put(contact(2)).await;
+    let other = c.put(contact(2)).await;
     assert_eq!(lease(&mut c.outreach, 10, 60).await.len(), 2);
     ack(&mut c.outreach, &guid, AckOutcome::FailedPermanent, None).await.unwrap();
     let _ = c.outreach.lease_due(LeaseDueRequest { max: 0, lease_seconds: 60 }).await.unwrap_err();
 
     let lines = server.audit_lines();
     let leases: Vec<_> = lines.iter().filter(|l| l["action"] == "OUTREACH_LEASE").collect();
-    assert_eq!(leases.len(), 2);
+    // The lease of two: a line with the count, then one per leased GUID (its HMAC), so that
+    // what a worker read can be traced; then the refused lease.
+    assert_eq!(leases.len(), 4);
     assert_eq!(leases[0]["result"], "ok");
     assert_eq!(leases[0]["count"], 2);
     assert_eq!(leases[0]["role"], "outreach");
     assert_eq!(leases[0]["rpc"], "LeaseDue");
-    assert_eq!(leases[1]["result"], "invalid_argument");
+    let mut leased: Vec<&str> = leases[1..3].iter().map(|l| l["guid_hmac"].as_str().unwrap()).collect();
+    leased.sort_unstable();
+    let mut expected = [server.guid_hmac(&guid), server.guid_hmac(&other)];
+    expected.sort_unstable();
+    assert_eq!(leased, expected);
+    assert!(leases[1..3].iter().all(|l| l["result"] == "ok" && l["role"] == "outreach"));
+    assert_eq!(leases[3]["result"], "invalid_argument");
+    assert_eq!(leases[3]["count"], 0);
     let acked: Vec<_> = lines.iter().filter(|l| l["action"] == "OUTREACH_ACK").collect();
     assert_eq!(acked.len(), 1);
     assert_eq!(acked[0]["guid_hmac"], server.guid_hmac(&guid).as_str());

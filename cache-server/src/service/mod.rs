@@ -150,7 +150,16 @@ impl Context {
         event: Event<'_>,
         undo: Option<Undo>,
     ) -> impl Future<Output = Result<(), Status>> + use<'a> {
-        let committed = self.audit.commit_or_undo(&[event], undo);
+        self.commit_all(&[event], undo)
+    }
+
+    /// [`Context::commit`] for several lines at once: all on record, or none.
+    fn commit_all<'a>(
+        &'a self,
+        events: &[Event<'_>],
+        undo: Option<Undo>,
+    ) -> impl Future<Output = Result<(), Status>> + use<'a> {
+        let committed = self.audit.commit_or_undo(events, undo);
         async move {
             committed.await.map_err(|err| {
                 error!(cause = %err, "audit write failed; refusing the request");
@@ -235,6 +244,21 @@ impl Context {
         event.count = count;
         event.detail = detail;
         self.commit(event, None)
+    }
+
+    /// Audits a lease: one line with how many contacts were leased, then one line per leased
+    /// GUID (its HMAC), so that what a worker read can be traced. All on record, or none.
+    pub(crate) fn audit_lease<'a, T>(
+        &'a self,
+        who: &Authorized,
+        guids: &[&Guid],
+        result: &Result<T, Status>,
+    ) -> impl Future<Output = Result<(), Status>> + use<'a, T> {
+        let mut summary = answer_event(who, Rpc::LeaseDue, None, result);
+        summary.count = Some(guids.len() as u64);
+        let mut events = vec![summary];
+        events.extend(guids.iter().map(|&guid| answer_event(who, Rpc::LeaseDue, Some(guid), result)));
+        self.commit_all(&events, None)
     }
 
     /// Counts a NOT_FOUND against the caller; audits the start of a lock-out.

@@ -12,6 +12,7 @@ use super::{
 use crate::{
     auth::Rpc,
     error::invalid,
+    guid::Guid,
     store::{Due, DueKind, Fence, Outcome},
     validate::{self, FieldError},
 };
@@ -23,7 +24,7 @@ fn bad(field: &'static str, message: &'static str) -> Status {
     invalid(&FieldError { field, message })
 }
 
-/// Leases due contacts to the caller and audits how many.
+/// Leases due contacts to the caller and audits how many, and which (by GUID HMAC).
 ///
 /// Fail-closed: if the lease cannot be audited, no contact is handed out and the leases
 /// just taken are given back, so the contacts are due again at once.
@@ -34,8 +35,11 @@ pub(super) async fn lease_due(
 ) -> Result<LeaseDueResponse, Status> {
     let result =
         check_lease(ctx, &request).map(|()| ctx.store.lease_due(request.max as usize, request.lease_seconds));
-    let count = result.as_ref().ok().map(|due| due.len() as u64);
-    if let Err(status) = ctx.audit_answer_with(who, Rpc::LeaseDue, None, count, None, &result).await {
+    let guids: Vec<&Guid> =
+        result.as_ref().map(|due| due.iter().map(|d| &d.guid).collect()).unwrap_or_default();
+    let audited = ctx.audit_lease(who, &guids, &result);
+    drop(guids);
+    if let Err(status) = audited.await {
         if let Ok(due) = &result {
             ctx.store.give_back(due);
         }
