@@ -453,5 +453,16 @@ impl Drop for Leader<'_> {
     }
 }
 
+/// The share of the file system under `path` (the audit file, or its directory when the
+/// file is not there yet) still free for an unprivileged writer, between 0 and 1; `None`
+/// when it cannot be read. The audit log is fail-closed: when that space runs out, every
+/// request is refused, so the daemons export this for an alert well before.
+pub fn free_space_ratio(path: &Path) -> Option<f64> {
+    let at = if path.exists() { path } else { path.parent()? };
+    let stat = rustix::fs::statvfs(at).ok()?;
+    let total = stat.f_blocks as f64;
+    (total > 0.0).then(|| (stat.f_bavail as f64 / total).clamp(0.0, 1.0))
+}
+
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,7 @@ pub mod certs;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod denials;
 pub mod error;
 pub mod guid;
 pub mod memory;

@@ -16,6 +16,7 @@ use crate::{
     audit::{Action, Actor, Audit, AuditSetupError, Event},
     clock::Clock,
     config::Config,
+    denials::Denials,
     memory::{self, MemoryError},
     reload::{self, Reloader, Reloads},
     serve,
@@ -140,7 +141,7 @@ async fn serve_until(
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, "metrics listening");
         }
-        tokio::spawn(telemetry::serve(listener, store.clone()))
+        tokio::spawn(telemetry::serve(listener, store.clone(), config.audit.path.clone()))
     });
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -150,6 +151,9 @@ async fn serve_until(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let lockout = &config.lockout;
+    // Failed handshakes and calls without a certificate, per peer address: one throttle.
+    let handshake_window = jiff::SignedDuration::from_secs(lockout.handshake_window_seconds as i64);
+    let peers = Arc::new(Throttle::new(lockout.max_handshake_failures, handshake_window, clock.clone()));
     let ctx = Context {
         store: store.clone(),
         audit: audit.clone(),
@@ -158,6 +162,7 @@ async fn serve_until(
             jiff::SignedDuration::from_secs(lockout.not_found_window_seconds as i64),
             clock.clone(),
         ),
+        denials: Denials::new(peers.clone(), handshake_window, clock.clone()),
         instance,
         max_lease_batch: config.store.max_lease_batch,
     };
@@ -173,11 +178,7 @@ async fn serve_until(
         tls.config,
         Duration::from_secs(config.tls.handshake_timeout_seconds),
         audit.clone(),
-        Throttle::new(
-            lockout.max_handshake_failures,
-            jiff::SignedDuration::from_secs(lockout.handshake_window_seconds as i64),
-            clock,
-        ),
+        peers.clone(),
     ));
     let reloader = Reloader { tls: config.tls.clone(), acceptor: acceptor.clone(), audit: audit.clone() };
     let reload_task = tokio::spawn(reloader.serve(reloads));

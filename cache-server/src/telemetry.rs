@@ -1,6 +1,9 @@
 //! Logging set-up and the Prometheus endpoint.
 
-use std::sync::{Arc, OnceLock};
+use std::{
+    path::PathBuf,
+    sync::{Arc, OnceLock},
+};
 
 use axum::{Router, extract::State, routing::get};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -52,15 +55,19 @@ pub fn render_metrics() -> String {
     handle().map(|h| h.render()).unwrap_or_default()
 }
 
-/// Serves `GET /metrics` on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, store: Arc<Store>) {
-    let app = Router::new().route("/metrics", get(render)).with_state(store);
+/// Serves `GET /metrics` on `listener` until the task is dropped; each scrape also reads
+/// the free space under `audit_path`.
+pub async fn serve(listener: TcpListener, store: Arc<Store>, audit_path: PathBuf) {
+    let app = Router::new().route("/metrics", get(render)).with_state((store, Arc::new(audit_path)));
     if let Err(err) = axum::serve(listener, app).await {
         warn!(cause = %err, "metrics listener stopped");
     }
 }
 
-async fn render(State(store): State<Arc<Store>>) -> String {
+async fn render(State((store, audit_path)): State<(Arc<Store>, Arc<PathBuf>)>) -> String {
+    if let Some(free) = crate::audit::free_space_ratio(&audit_path) {
+        metrics::gauge!("cache_audit_disk_free_ratio").set(free);
+    }
     let stats = store.stats();
     metrics::gauge!("cache_entries").set(stats.entries as f64);
     metrics::gauge!("cache_bytes").set(stats.bytes as f64);

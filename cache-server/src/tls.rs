@@ -256,8 +256,8 @@ pub struct Acceptor {
     handshake_timeout: Duration,
     /// Where failed handshakes are recorded.
     audit: Arc<Audit>,
-    /// Failed handshakes per peer address.
-    throttle: Throttle<IpAddr>,
+    /// Failed handshakes (and calls without a certificate) per peer address.
+    throttle: Arc<Throttle<IpAddr>>,
 }
 
 impl Acceptor {
@@ -267,7 +267,7 @@ impl Acceptor {
         config: Arc<ServerConfig>,
         handshake_timeout: Duration,
         audit: Arc<Audit>,
-        throttle: Throttle<IpAddr>,
+        throttle: Arc<Throttle<IpAddr>>,
     ) -> Self {
         Acceptor { config: RwLock::new(config), handshake_timeout, audit, throttle }
     }

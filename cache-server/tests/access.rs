@@ -137,10 +137,54 @@ async fn no_certificate_or_no_role_is_unauthenticated() {
         assert_eq!(status.code(), Code::Unauthenticated, "{uris:?}");
     }
 
+    // One peer, one window: the first refusal is written as it happens, the others only
+    // counted (until the peer's next window; see the test below).
     let lines = server.audit_lines();
     let failed = lines_with(&lines, "AUTH_FAILED");
-    assert_eq!(failed.len(), Rpc::ALL.len() + 3);
+    assert_eq!(failed.len(), 1);
     assert!(failed.iter().all(|l| l["result"] == "unauthenticated" && l["peer"].is_string()));
+    assert_eq!(failed[0]["detail"], "no client certificate");
+}
+
+#[tokio::test]
+async fn ten_thousand_calls_without_a_certificate_leave_a_bounded_audit_file_and_a_certified_caller_unharmed()
+{
+    let server = start(|_| {}).await;
+    // A certified caller, connected as services stay connected.
+    let mut admin = server.client_as("admin").await;
+    admin.stats(StatsRequest {}).await.unwrap();
+    let before = std::fs::metadata(server.path("audit.jsonl")).unwrap().len();
+
+    let mut anonymous = ContactCacheClient::new(server.channel().await);
+    for _ in 0..10_000 {
+        let status = anonymous.stats(StatsRequest {}).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    // The certified caller is served as before.
+    admin.stats(StatsRequest {}).await.unwrap();
+    let lines = server.audit_lines();
+    assert_eq!(lines_with(&lines, "AUTH_FAILED").len(), 1, "the first refusal of the window");
+    assert_eq!(lines_with(&lines, "PEER_THROTTLED").len(), 1, "the lock-out, once");
+    let grown = std::fs::metadata(server.path("audit.jsonl")).unwrap().len() - before;
+    assert!(grown < 4_096, "10,000 refusals wrote {grown} bytes of audit");
+    // Locked out: a new connection from the address is refused, certificate or not...
+    let refused = match server.try_channel(None).await {
+        Err(_) => true,
+        Ok(channel) => ContactCacheClient::new(channel).stats(StatsRequest {}).await.is_err(),
+    };
+    assert!(refused, "the peer is locked out");
+
+    // ...until its window has passed; its next refusal writes the count of the rest.
+    server.clock.advance(SignedDuration::from_secs(61));
+    let status = anonymous.stats(StatsRequest {}).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let lines = server.audit_lines();
+    let failed = lines_with(&lines, "AUTH_FAILED");
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    assert_eq!(failed[1]["count"], 9_999, "the refusals not written one by one");
+    assert!(failed[1]["peer"].as_str().unwrap().starts_with("127.0.0.1"));
+    assert_eq!(failed[2]["rpc"], "Stats");
+    admin.stats(StatsRequest {}).await.unwrap();
 }
 
 #[tokio::test]

@@ -109,6 +109,14 @@ async fn serves_locks_memory_drains_on_sigterm_and_restarts_empty() {
     assert!(metrics.contains("cache_entries 20"), "{metrics}");
     assert!(metrics.contains(r#"cache_requests_total{rpc="PutContact",code="ok"} 20"#), "{metrics}");
     assert!(metrics.contains(&format!("cache_memory_locked {}", u8::from(stats.memory_locked))), "{metrics}");
+    // The free share of the audit log's file system, read at the scrape.
+    let free: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cache_audit_disk_free_ratio "))
+        .expect("cache_audit_disk_free_ratio")
+        .parse()
+        .unwrap();
+    assert!(free > 0.0 && free <= 1.0, "{free}");
     for value in &planted {
         assert!(!metrics.contains(value.as_str()));
     }

@@ -10,6 +10,7 @@ use cache_server::{
     audit::{Actor, Audit, Event},
     auth::{Caller, Role},
     clock::Clock,
+    denials::{self, Denials},
     guid::Guid,
     tls::Peer,
     validate::{self, FieldError},
@@ -41,6 +42,9 @@ pub struct Ledger {
     pub clock: Clock,
     /// Days a link works.
     pub link_valid_days: u32,
+    /// Calls without a certificate, per peer: throttled with failed handshakes and audited
+    /// a few lines per window.
+    pub denials: Arc<Denials>,
 }
 
 /// The most GUIDs one `PendingOptOuts` or `ConfirmOptOuts` call carries.
@@ -81,10 +85,17 @@ impl Ledger {
                 self.audit(event)?;
                 Err(Status::permission_denied(format!("role {} may not call {rpc}", caller.role)))
             }
-            _ => {
-                let mut event = Event::new("AUTH_FAILED", "unauthenticated", Actor::Peer(addr));
-                event.rpc = Some(rpc);
-                self.audit(event)?;
+            identity => {
+                let detail = match identity {
+                    Some(Err(err)) => err.to_string(),
+                    _ => "no tls connection".to_string(),
+                };
+                metrics::counter!("bridge_unauthenticated_calls_total").increment(1);
+                let denial = self.denials.deny(addr);
+                denials::audit(&self.audit, denial, addr, rpc, &detail).map_err(|err| {
+                    error!(cause = %err, "audit write failed; refusing the request");
+                    Status::unavailable("the audit log cannot be written; the request was not carried out")
+                })?;
                 Err(Status::unauthenticated("a client certificate naming the outreach role is required"))
             }
         }

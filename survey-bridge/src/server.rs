@@ -6,6 +6,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use cache_server::{
     audit::{Actor, Audit, Event},
     clock::Clock,
+    denials::Denials,
     reload::Reloads,
     throttle::Throttle,
     tls::Acceptor,
@@ -124,17 +125,16 @@ pub async fn run_with_reloads(
     let detail = format!("questionnaire {}", questionnaire.id);
     start.detail = Some(&detail);
     audit.record(start)?;
-    let metrics_task = listeners.metrics.map(|listener| tokio::spawn(telemetry::serve(listener, db.clone())));
+    let metrics_task = listeners
+        .metrics
+        .map(|listener| tokio::spawn(telemetry::serve(listener, db.clone(), config.audit.path.clone())));
 
     // The ledger, for the outreach worker: gRPC over mutual TLS.
     let (grpc_tls, pages_tls) = crate::reload::load(&config.tls)?;
     let handshake_timeout = Duration::from_secs(config.tls.handshake_timeout_seconds);
-    let acceptor = Arc::new(Acceptor::new(
-        grpc_tls,
-        handshake_timeout,
-        audit.clone(),
-        Throttle::new(20, SignedDuration::from_mins(1), clock.clone()),
-    ));
+    // Failed handshakes and calls without a certificate, per peer address: one throttle.
+    let peers = Arc::new(Throttle::new(20, SignedDuration::from_mins(1), clock.clone()));
+    let acceptor = Arc::new(Acceptor::new(grpc_tls, handshake_timeout, audit.clone(), peers.clone()));
     let grpc_addr = listeners.grpc.local_addr()?;
     let (incoming, accept_task) = cache_server::tls::incoming(listeners.grpc, acceptor.clone());
     let ledger = Ledger {
@@ -143,6 +143,7 @@ pub async fn run_with_reloads(
         audit: audit.clone(),
         clock: clock.clone(),
         link_valid_days: config.link_valid_days,
+        denials: Arc::new(Denials::new(peers, SignedDuration::from_mins(1), clock.clone())),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut grpc_stop = stop_rx.clone();

@@ -14,7 +14,10 @@
 //!   `not_found`, `unavailable`);
 //! - `bridge_opt_outs_waiting`: declines in the outbox not yet taken by the cache (read at
 //!   each scrape);
-//! - `bridge_reloads_total{result}`, `bridge_tls_certificate_expiry_timestamp_seconds`.
+//! - `bridge_reloads_total{result}`, `bridge_tls_certificate_expiry_timestamp_seconds`;
+//! - `bridge_unauthenticated_calls_total`: ledger calls without a client certificate;
+//! - `bridge_audit_disk_free_ratio`: the share of the audit file's file system still free
+//!   (read at each scrape; the audit trail is fail-closed).
 
 use axum::{Router, extract::State, routing::get};
 use tokio::net::TcpListener;
@@ -23,14 +26,17 @@ use tracing::warn;
 use crate::db::Db;
 
 /// Serves `GET /metrics` on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, db: Db) {
-    let app = Router::new().route("/metrics", get(render)).with_state(db);
+pub async fn serve(listener: TcpListener, db: Db, audit_path: std::path::PathBuf) {
+    let app = Router::new().route("/metrics", get(render)).with_state((db, std::sync::Arc::new(audit_path)));
     if let Err(err) = axum::serve(listener, app).await {
         warn!(cause = %err, "metrics listener stopped");
     }
 }
 
-async fn render(State(db): State<Db>) -> String {
+async fn render(State((db, audit_path)): State<(Db, std::sync::Arc<std::path::PathBuf>)>) -> String {
+    if let Some(free) = cache_server::audit::free_space_ratio(&audit_path) {
+        metrics::gauge!("bridge_audit_disk_free_ratio").set(free);
+    }
     match db.opt_outs_waiting().await {
         Ok(waiting) => metrics::gauge!("bridge_opt_outs_waiting").set(waiting as f64),
         Err(err) => warn!(cause = %err, "cannot count the opt-out outbox for the metrics"),

@@ -52,6 +52,49 @@ async fn only_the_outreach_role_may_record() {
 }
 
 #[tokio::test]
+async fn calls_without_a_certificate_are_throttled_and_audited_a_few_lines_per_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = start(&common::sqlite(dir.path()), |_| {}).await;
+    let mut outreach = bridge.ledger_as("outreach").await;
+    // TLS with the bridge's CA but no client certificate (as a health checker connects).
+    let ca = std::fs::read_to_string(bridge.dir.path().join("ca.pem")).unwrap();
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+        .domain_name("localhost");
+    let channel = tonic::transport::Channel::from_shared(format!("https://{}", bridge.grpc))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut anonymous = proto::ledger::invitation_ledger_client::InvitationLedgerClient::new(channel);
+    for _ in 0..1_000 {
+        let status = anonymous
+            .record_invitation(invitation(&guid(), "prov-a1", "en", bridge.clock.now()))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    // The worker, connected before, is served as ever.
+    outreach.record_invitation(invitation(&guid(), "prov-a1", "en", bridge.clock.now())).await.unwrap();
+    let lines = bridge.audit_lines();
+    let count = |action: &str| lines.iter().filter(|l| l["action"] == action).count();
+    assert_eq!((count("AUTH_FAILED"), count("PEER_THROTTLED")), (1, 1), "not one line per call");
+    // The next window's first refusal carries the count of the rest.
+    bridge.clock.advance(SignedDuration::from_secs(61));
+    let status = anonymous
+        .record_invitation(invitation(&guid(), "prov-a1", "en", bridge.clock.now()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let lines = bridge.audit_lines();
+    let failed: Vec<_> = lines.iter().filter(|l| l["action"] == "AUTH_FAILED").collect();
+    assert_eq!(failed.len(), 3);
+    assert_eq!(failed[1]["count"], 999);
+}
+
+#[tokio::test]
 async fn each_bad_field_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let url = common::sqlite(dir.path());

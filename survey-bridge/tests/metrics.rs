@@ -83,6 +83,14 @@ async fn the_metrics_port_counts_outcomes_and_the_waiting_opt_outs_without_a_gui
     ] {
         assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
     }
+    // The free share of the audit trail's file system, read at the scrape.
+    let free: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("bridge_audit_disk_free_ratio "))
+        .expect("bridge_audit_disk_free_ratio")
+        .parse()
+        .unwrap();
+    assert!(free > 0.0 && free <= 1.0, "{free}");
     // The certificate's end, as the test PKI wrote it: some time ahead.
     let expiry = text
         .lines()

@@ -37,6 +37,7 @@ use tracing::{error, warn};
 use crate::{
     audit::{Action, Actor, Audit, Event, Undo},
     auth::{Caller, Rpc, allowed},
+    denials::{self, Denials},
     guid::Guid,
     memory::Protection,
     store::Store,
@@ -64,6 +65,8 @@ pub struct Context {
     pub audit: Arc<Audit>,
     /// NOT_FOUND answers per caller, for lock-outs.
     pub lockout: Throttle<Arc<Caller>>,
+    /// Calls without an identity, per peer: throttled and audited a few lines per window.
+    pub denials: Denials,
     /// This process.
     pub instance: Instance,
     /// The most contacts one LeaseDue may ask for.
@@ -187,10 +190,12 @@ impl Context {
                     Some(Err(err)) => err.to_string(),
                     _ => "no tls connection".to_string(),
                 };
-                let mut event = Event::new(Action::AuthFailed, "unauthenticated", Actor::Peer(addr));
-                event.rpc = Some(rpc.as_str());
-                event.detail = Some(&detail);
-                self.record(event)?;
+                metrics::counter!("cache_unauthenticated_calls_total").increment(1);
+                let denial = self.denials.deny(addr);
+                denials::audit(&self.audit, denial, addr, rpc.as_str(), &detail).map_err(|err| {
+                    error!(cause = %err, "audit write failed; refusing the request");
+                    audit_unavailable()
+                })?;
                 return Err(Status::unauthenticated(
                     "a client certificate naming a contactcache role is required",
                 ));
