@@ -47,9 +47,14 @@ pub struct BridgeConfig {
     pub reports: ReportsConfig,
     /// How answers wait in the pool before they are counted.
     pub answers: AnswersConfig,
-    /// Failed link look-ups allowed per client address per minute before it is refused for
-    /// a minute (counted in memory only; addresses are never stored).
+    /// Failed link look-ups allowed per client address and link prefix per minute before
+    /// that prefix is refused to the address for a minute (counted in memory only;
+    /// addresses are never stored).
     pub max_bad_links_per_minute: u32,
+    /// Addresses or networks (`10.0.0.7`, `10.0.0.0/8`) of the load balancers in front of
+    /// the pages, whose PROXY protocol v2 header or `X-Forwarded-For` names the client.
+    /// Empty (the default): the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
     /// Seconds requests in flight get to finish after SIGTERM or SIGINT.
     pub shutdown_grace_seconds: u64,
     /// Certificates: the server's, and the CA whose client certificates identify callers of
@@ -250,6 +255,7 @@ impl Default for BridgeConfig {
             reports: ReportsConfig::default(),
             answers: AnswersConfig::default(),
             max_bad_links_per_minute: 20,
+            trusted_proxies: Vec::new(),
             shutdown_grace_seconds: 20,
             tls: TlsConfig {
                 cert: PathBuf::from("certs/survey-bridge.pem"),
@@ -289,6 +295,7 @@ impl BridgeConfig {
         if self.max_bad_links_per_minute == 0 {
             return Err(ConfigError::new("max_bad_links_per_minute must be at least 1"));
         }
+        crate::client::TrustedProxies::parse(&self.trusted_proxies).map_err(ConfigError::new)?;
         for (id, site) in &self.sites {
             site.check(id)?;
         }

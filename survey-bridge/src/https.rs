@@ -3,7 +3,7 @@
 
 use std::{
     io,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     path::Path,
     sync::{Arc, PoisonError, RwLock},
     time::Duration,
@@ -21,6 +21,8 @@ use tokio::{
 };
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tracing::debug;
+
+use crate::client::{TrustedProxies, read_proxy_header};
 
 /// A server configuration for the pages: the bridge's certificate, no client certificates,
 /// HTTP/2 and HTTP/1.1.
@@ -61,27 +63,42 @@ impl PagesTls {
 #[derive(Debug)]
 pub struct TlsListener {
     local: SocketAddr,
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    rx: mpsc::Receiver<(TlsStream<TcpStream>, ClientAddr)>,
     task: JoinHandle<()>,
 }
 
 impl TlsListener {
-    /// Accepts on `listener` and runs each handshake in its own task.
-    /// Each handshake uses the configuration `tls` holds at that moment.
-    pub fn new(listener: TcpListener, tls: Arc<PagesTls>, handshake_timeout: Duration) -> io::Result<Self> {
+    /// Accepts on `listener` and runs each handshake in its own task. Each handshake uses
+    /// the configuration `tls` holds at that moment; a connection from one of `trusted`
+    /// may start with a PROXY protocol v2 header, which names its client.
+    pub fn new(
+        listener: TcpListener,
+        tls: Arc<PagesTls>,
+        handshake_timeout: Duration,
+        trusted: Arc<TrustedProxies>,
+    ) -> io::Result<Self> {
         let local = listener.local_addr()?;
         let (tx, rx) = mpsc::channel(64);
         let task = tokio::spawn(async move {
             loop {
-                let Ok((tcp, peer)) = listener.accept().await else {
+                let Ok((mut tcp, peer)) = listener.accept().await else {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 };
-                let (acceptor, tx) = (TlsAcceptor::from(tls.current()), tx.clone());
+                let (acceptor, tx, trusted) = (TlsAcceptor::from(tls.current()), tx.clone(), trusted.clone());
                 tokio::spawn(async move {
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
+                    let start = async {
+                        let mut conn = ClientAddr { peer, client: peer.ip(), proxied: false };
+                        if trusted.contains(peer.ip())
+                            && let Some(client) = read_proxy_header(&mut tcp).await?
+                        {
+                            conn = ClientAddr { peer, client: client.ip(), proxied: true };
+                        }
+                        Ok::<_, io::Error>((acceptor.accept(tcp).await?, conn))
+                    };
+                    match tokio::time::timeout(handshake_timeout, start).await {
+                        Ok(Ok(connection)) => {
+                            let _ = tx.send(connection).await;
                         }
                         _ => debug!("https handshake failed"),
                     }
@@ -100,7 +117,7 @@ impl Drop for TlsListener {
 
 impl Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
+    type Addr = ClientAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         match self.rx.recv().await {
@@ -110,16 +127,24 @@ impl Listener for TlsListener {
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
+        Ok(ClientAddr { peer: self.local, client: self.local.ip(), proxied: false })
     }
 }
 
-/// The address of the client of a request, for the in-memory guessing throttle only.
+/// Who is at the other end of a connection, for the in-memory guessing throttle only
+/// ([`crate::client`]).
 #[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub SocketAddr);
+pub struct ClientAddr {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// The client: the peer, or the source a trusted proxy's PROXY header named.
+    pub client: IpAddr,
+    /// Whether a PROXY header named the client.
+    pub proxied: bool,
+}
 
 impl Connected<IncomingStream<'_, TlsListener>> for ClientAddr {
     fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
+        *stream.remote_addr()
     }
 }

@@ -23,6 +23,7 @@
 //!   cells suppressed.
 
 pub mod accounts;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod fold;

@@ -13,7 +13,7 @@ use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
 
 use axum::{
     Form, Router,
-    extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State},
+    extract::{DefaultBodyLimit, Path, Query, Request, State},
     http::{HeaderName, HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{Html, IntoResponse, Redirect, Response},
@@ -29,10 +29,10 @@ use serde::Deserialize;
 use tracing::error;
 
 use crate::{
+    client::{self, Client, HasTrustedProxies, TrustedProxies},
     config::{CampaignConfig, SiteConfig},
     db::{Db, Invitation, Outcome, State as LinkState},
     html::{self, Message},
-    https::ClientAddr,
     keys::Keys,
     questionnaire::{Lang, Questionnaire},
     results::{self, Webhook, outcome_name},
@@ -56,13 +56,21 @@ pub struct Pages {
     pub clock: Clock,
     /// The audit trail.
     pub audit: Arc<Audit>,
-    /// Bad link look-ups per client address.
-    pub guesses: Throttle<IpAddr>,
+    /// Bad link look-ups per client address and link prefix ([`crate::client`]).
+    pub guesses: Throttle<(IpAddr, u32)>,
+    /// Whose word about the client is believed.
+    pub trusted_proxies: Arc<TrustedProxies>,
     /// Wakes the outbox when a decline queues an opt-out.
     pub wake: Arc<tokio::sync::Notify>,
 }
 
 type Shared = Arc<Pages>;
+
+impl HasTrustedProxies for Pages {
+    fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.trusted_proxies
+    }
+}
 
 /// The routes, with the security headers on every response; `POST /results` when the
 /// webhook is configured; the reports' routes from `portal`.
@@ -177,13 +185,13 @@ impl Pages {
     /// toward the client's guessing throttle.
     fn rejected(
         &self,
-        ip: IpAddr,
+        (ip, bucket): (IpAddr, u32),
         guid: Option<&Guid>,
         why: &'static str,
         lang: Lang,
         message: Message,
     ) -> Response {
-        self.guesses.record_failure(&ip);
+        self.guesses.record_failure(&(ip, bucket));
         self.refused(guid, why, lang, message)
     }
 
@@ -207,19 +215,20 @@ impl Pages {
     pub(crate) async fn look_up(&self, ip: IpAddr, text: &str, lang: Option<&str>) -> Result<Link, Response> {
         let asked = lang.and_then(Lang::parse);
         let fallback = asked.unwrap_or(Lang::En);
-        if self.guesses.is_blocked(&ip) {
+        let key = (ip, client::bucket(text));
+        if self.guesses.is_blocked(&key) {
             metrics::counter!("bridge_links_refused_total", "reason" => "throttled").increment(1);
             return Err(page(StatusCode::TOO_MANY_REQUESTS, fallback, Message::TooManyAttempts));
         }
         let Ok(guid) = text.parse::<Guid>() else {
-            return Err(self.rejected(ip, None, "malformed", fallback, Message::NotOpen));
+            return Err(self.rejected(key, None, "malformed", fallback, Message::NotOpen));
         };
         let found = self.db.invitation(&self.keys.guid_hmac(&guid)).await.map_err(|err| {
             error!(cause = %err, "ledger read failed");
             page(StatusCode::SERVICE_UNAVAILABLE, fallback, Message::NotOpen)
         })?;
         let Some((inv, state)) = found else {
-            return Err(self.rejected(ip, Some(&guid), "unknown", fallback, Message::NotOpen));
+            return Err(self.rejected(key, Some(&guid), "unknown", fallback, Message::NotOpen));
         };
         let lang = asked.or(Lang::parse(&inv.language)).unwrap_or(Lang::En);
         if self.clock.now().as_second() >= inv.expires_at {
@@ -267,11 +276,11 @@ pub(crate) fn switch_href(lang: Lang) -> String {
 
 async fn consent(
     State(pages): State<Shared>,
-    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
+    Client(client): Client,
     Path(guid): Path<String>,
     Query(query): Query<LangQuery>,
 ) -> Response {
-    let link = match pages.open(peer.ip(), &guid, query.lang.as_deref()).await {
+    let link = match pages.open(client, &guid, query.lang.as_deref()).await {
         Ok(link) => link,
         Err(response) => return response,
     };
@@ -292,11 +301,11 @@ struct ConsentForm {
 
 async fn consent_answer(
     State(pages): State<Shared>,
-    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
+    Client(client): Client,
     Path(guid): Path<String>,
     Form(form): Form<ConsentForm>,
 ) -> Response {
-    let link = match pages.open(peer.ip(), &guid, form.lang.as_deref()).await {
+    let link = match pages.open(client, &guid, form.lang.as_deref()).await {
         Ok(link) => link,
         Err(response) => return response,
     };
@@ -356,11 +365,11 @@ async fn consent_answer(
 
 async fn survey(
     State(pages): State<Shared>,
-    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
+    Client(client): Client,
     Path(guid): Path<String>,
     Query(query): Query<LangQuery>,
 ) -> Response {
-    let link = match pages.open_consented(peer.ip(), &guid, query.lang.as_deref()).await {
+    let link = match pages.open_consented(client, &guid, query.lang.as_deref()).await {
         Ok(link) => link,
         Err(response) => return response,
     };
@@ -402,13 +411,13 @@ impl SurveyForm {
 
 async fn survey_answer(
     State(pages): State<Shared>,
-    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
+    Client(client): Client,
     Path(guid): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
     let SurveyForm { csrf, lang, switch, answers } = SurveyForm::from_fields(fields);
     // The language switch asks for the page again in its language: it wins over `lang`.
-    let link = match pages.open_consented(peer.ip(), &guid, switch.as_deref().or(lang.as_deref())).await {
+    let link = match pages.open_consented(client, &guid, switch.as_deref().or(lang.as_deref())).await {
         Ok(link) => link,
         Err(response) => return response,
     };

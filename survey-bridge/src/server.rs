@@ -67,6 +67,9 @@ pub enum RunError {
     /// The webhook secret is unusable.
     #[error("{0}")]
     Webhook(String),
+    /// `trusted_proxies` holds an entry that is not an address or a network.
+    #[error("{0}")]
+    TrustedProxies(String),
     /// The reports' noise cannot be set up.
     #[error(transparent)]
     Noise(#[from] crate::report::noise::NoiseError),
@@ -221,6 +224,9 @@ pub async fn run_with_reloads(
     });
 
     // The patient pages: HTTPS.
+    let trusted_proxies = Arc::new(
+        crate::client::TrustedProxies::parse(&config.trusted_proxies).map_err(RunError::TrustedProxies)?,
+    );
     let pages = Pages {
         db,
         keys,
@@ -230,11 +236,12 @@ pub async fn run_with_reloads(
         clock: clock.clone(),
         audit: audit.clone(),
         guesses: Throttle::new(config.max_bad_links_per_minute, SignedDuration::from_mins(1), clock),
+        trusted_proxies: trusted_proxies.clone(),
         wake,
     };
     let https_addr = listeners.https.local_addr()?;
     let pages_tls = Arc::new(PagesTls::new(pages_tls));
-    let listener = TlsListener::new(listeners.https, pages_tls.clone(), handshake_timeout)?;
+    let listener = TlsListener::new(listeners.https, pages_tls.clone(), handshake_timeout, trusted_proxies)?;
     let reloader =
         Reloader { tls: config.tls.clone(), pages: pages_tls, ledger: acceptor, audit: audit.clone() };
     let reload_task = tokio::spawn(reloader.serve(reloads));

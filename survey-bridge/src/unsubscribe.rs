@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use axum::{
     Form,
-    extract::{ConnectInfo, FromRequest, Path, Query, Request, State},
+    extract::{FromRequest, Path, Query, Request, State},
     http::{StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
@@ -25,9 +25,9 @@ use cache_server::audit::{Actor, Event};
 use tracing::error;
 
 use crate::{
+    client::Client,
     db::Unsubscribe,
     html::{self, Message},
-    https::ClientAddr,
     pages::{LangQuery, Pages, page, switch_href},
 };
 
@@ -44,11 +44,11 @@ pub const ONE_CLICK: (&str, &str) = ("List-Unsubscribe", "One-Click");
 /// `GET /u/{guid}`: the unsubscribe page, whatever the link's state.
 pub(crate) async fn show(
     State(pages): State<Arc<Pages>>,
-    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
+    Client(client): Client,
     Path(guid): Path<String>,
     Query(query): Query<LangQuery>,
 ) -> Response {
-    let link = match pages.look_up(peer.ip(), &guid, query.lang.as_deref()).await {
+    let link = match pages.look_up(client, &guid, query.lang.as_deref()).await {
         Ok(link) => link,
         Err(response) => return response,
     };
@@ -63,7 +63,7 @@ pub(crate) async fn show(
 /// doing it again answers the same page.
 pub(crate) async fn confirm(
     State(pages): State<Arc<Pages>>,
-    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
+    Client(client): Client,
     Path(guid): Path<String>,
     Query(query): Query<LangQuery>,
     request: Request,
@@ -75,7 +75,7 @@ pub(crate) async fn confirm(
     let one_click = is_one_click(&fields);
     let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
     let lang = field("lang").or(query.lang.as_deref());
-    let link = match pages.look_up(peer.ip(), &guid, lang).await {
+    let link = match pages.look_up(client, &guid, lang).await {
         Ok(link) => link,
         Err(response) => return response,
     };

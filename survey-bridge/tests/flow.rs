@@ -223,14 +223,25 @@ async fn guessing_links_is_throttled_per_client_and_reopening_an_answered_one_is
     let url = common::sqlite(dir.path());
     let bridge = start(&url, |c| c.max_bad_links_per_minute = 3).await;
     let http = bridge.http();
-    let g = guid();
+    // Someone completing a link seen in part ("3f2a..."): four bad guesses of that prefix.
+    let with_prefix = |prefix: &str| format!("{prefix}{}", &guid()[4..]);
+    let g = with_prefix("3f2a");
     bridge.invite(&g, "prov-a1", "en").await;
     for _ in 0..4 {
-        let response = http.get(bridge.url(&format!("/s/{}", guid()))).send().await.unwrap();
+        let response = http.get(bridge.url(&format!("/s/{}", with_prefix("3f2a")))).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
     }
     let blocked = http.get(bridge.url(&format!("/s/{g}"))).send().await.unwrap();
-    assert_eq!(blocked.status(), StatusCode::TOO_MANY_REQUESTS, "even a good link, while blocked");
+    assert_eq!(
+        blocked.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "even a good link of that prefix, while blocked"
+    );
+    // Other links from the same address (another patient behind it) still open.
+    let neighbour = with_prefix("b7c1");
+    bridge.invite(&neighbour, "prov-a1", "en").await;
+    let open = http.get(bridge.url(&format!("/s/{neighbour}"))).send().await.unwrap();
+    assert_eq!(open.status(), StatusCode::OK, "another prefix is not blocked");
     bridge.clock.advance(SignedDuration::from_secs(61));
     let open = http.get(bridge.url(&format!("/s/{g}"))).send().await.unwrap();
     assert_eq!(open.status(), StatusCode::OK);
