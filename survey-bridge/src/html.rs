@@ -99,12 +99,29 @@ fn message_text(lang: Lang, message: Message) -> (&'static str, &'static str) {
     }
 }
 
-/// The start of a page, up to the opening of `<main>`.
+/// The start of a patient page, up to the opening of `<main>`: no referrer at all (its
+/// address holds the GUID).
 pub fn head(lang: Lang, title: &str) -> String {
+    head_with(lang, title, "no-referrer")
+}
+
+/// The start of a page of the reports: referrers to the bridge itself only
+/// ([`PORTAL_REFERRER_POLICY`]).
+pub fn portal_head(lang: Lang, title: &str) -> String {
+    head_with(lang, title, PORTAL_REFERRER_POLICY)
+}
+
+/// The reports' referrer policy: none to other sites, and to the bridge itself the whole
+/// address, so that a browser's form posts carry the bridge's `Origin` rather than `null`
+/// (which `no-referrer` makes them send), and `Origin: null` can be refused as what it
+/// otherwise is: a form from a page of no origin, such as a sandboxed frame.
+pub const PORTAL_REFERRER_POLICY: &str = "same-origin";
+
+fn head_with(lang: Lang, title: &str, referrer: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"{}\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta name=\"referrer\" content=\"no-referrer\">\n<title>{}</title>\n\
+         <meta name=\"referrer\" content=\"{referrer}\">\n<title>{}</title>\n\
          <link rel=\"stylesheet\" href=\"/assets/site.css\">\n</head>\n<body>\n<main>\n",
         lang.as_str(),
         escape(title)

@@ -126,11 +126,16 @@ pub fn csp(campaigns: &BTreeMap<String, CampaignConfig>) -> String {
 }
 
 async fn security_headers(State(csp): State<HeaderValue>, request: Request, next: Next) -> Response {
+    // The patient pages send no referrer at all (their addresses hold GUIDs); the reports
+    // send one to the bridge itself only, so that their forms carry a real `Origin`.
+    let path = request.uri().path();
+    let portal = ["/login", "/logout", "/reports"].iter().any(|p| path.starts_with(p));
+    let referrer = if portal { html::PORTAL_REFERRER_POLICY } else { "no-referrer" };
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     for (name, value) in [
-        (header::REFERRER_POLICY, "no-referrer"),
+        (header::REFERRER_POLICY, referrer),
         (header::STRICT_TRANSPORT_SECURITY, "max-age=31536000; includeSubDomains"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),

@@ -29,7 +29,7 @@ use chromiumoxide::{
         network::CookieSameSite,
         page::Viewport,
     },
-    page::ScreenshotParams,
+    page::{Page, ScreenshotParams},
 };
 use common::{
     Bridge,
@@ -483,6 +483,46 @@ async fn a_provider_reads_their_report_in_the_browser() {
     again.check_security_headers();
     assert_eq!(chromium.text("h1").await, "Sign in to the reports");
 
+    chromium.close().await;
+    bridge.stop().await.unwrap();
+}
+
+/// Decided: `Origin: null` is refused. The reports' pages send referrers to the bridge itself
+/// (`Referrer-Policy: same-origin`), so Chromium posts their forms with the bridge's origin
+/// (the sign-in above works); a form on a page of no origin (here a `data:` page, as a
+/// sandboxed frame would be) posts with `Origin: null` and `Sec-Fetch-Site: cross-site`,
+/// and is refused before it is read: it neither signs in nor counts toward the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_form_on_a_page_of_no_origin_is_refused_in_chromium() {
+    if !chromium_present() {
+        return;
+    }
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let url = common::sqlite(dir.path());
+    let bridge = start(&url, |_| {}).await;
+    assert_eq!(bridge.http().get(bridge.url("/login")).send().await.unwrap().status(), 200);
+    let password =
+        add_account(&bridge, &["dr.a", "--role", "provider", "--site", "site-1001", "--provider", "prov-a1"]);
+    let chromium = Chromium::launch(&bridge).await;
+    let form = format!(
+        "<!doctype html><form method=post action=\"{}\"><input name=username value=dr.a>\
+         <input name=password value=\"{password}\"></form>",
+        bridge.url("/login")
+    );
+    let data = format!("data:text/html;base64,{}", base64::engine::general_purpose::STANDARD.encode(form));
+    chromium.page.goto(data).await.unwrap();
+    let refused = chromium
+        .navigate(async |page: &Page| {
+            page.evaluate("document.forms[0].submit()").await.unwrap();
+        })
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.url);
+    assert!(stored_session(&chromium).await.is_none(), "no session");
+    let db = Db::connect(&url).await.unwrap();
+    let logins =
+        db.activity(Some("site-1001")).await.unwrap().into_iter().filter(|a| a.action == "LOGIN").count();
+    assert_eq!(logins, 0, "the form was not read");
     chromium.close().await;
     bridge.stop().await.unwrap();
 }

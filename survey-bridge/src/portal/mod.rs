@@ -92,16 +92,15 @@ async fn same_origin(request: axum::extract::Request, next: axum::middleware::Ne
 }
 
 /// Whether a request's `Sec-Fetch-Site`, else its `Origin`, says it comes from the bridge's
-/// own pages. `Origin: null` tells nothing: browsers send it for the bridge's own forms,
-/// whose pages set `Referrer-Policy: no-referrer`.
+/// own pages. Without `Sec-Fetch-Site` (older browsers), `Origin: null` is refused: the
+/// reports' pages send referrers to the bridge itself ([`crate::html::PORTAL_REFERRER_POLICY`]),
+/// so their own forms carry the bridge's origin, and `null` comes from a page of no origin
+/// (a sandboxed frame, a `data:` page) or from a page of another site that hides its own.
 fn from_this_origin(headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
     if let Some(site) = headers.get("sec-fetch-site") {
         return matches!(site.as_bytes(), b"same-origin" | b"none");
     }
     let Some(origin) = headers.get(header::ORIGIN) else { return true };
-    if origin.as_bytes() == b"null" {
-        return true;
-    }
     // HTTP/1.1 names the host in `Host`, HTTP/2 in the request's authority.
     let host =
         headers.get(header::HOST).and_then(|h| h.to_str().ok()).or(uri.authority().map(|a| a.as_str()));
@@ -259,7 +258,7 @@ mod tests {
             (vec![host, ("origin", "https://evil.example")], &uri, false),
             (vec![host, ("origin", "http://bridge.example:8443")], &uri, false),
             (vec![host, ("origin", "https://bridge.example:8443.evil.example")], &uri, false),
-            (vec![host, ("origin", "null")], &uri, true),
+            (vec![host, ("origin", "null")], &uri, false),
             (vec![host, ("origin", "null"), ("sec-fetch-site", "same-origin")], &uri, true),
             (vec![host, ("origin", "null"), ("sec-fetch-site", "cross-site")], &uri, false),
             (vec![("origin", "https://bridge.example:8443")], &uri, false),

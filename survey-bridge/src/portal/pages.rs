@@ -17,7 +17,7 @@ use tracing::error;
 use super::{Shared, clear_cookie, set_cookie, token_hash, unavailable};
 use crate::{
     accounts::{self, store::Stage},
-    html::{FOOT, escape, head, tr},
+    html::{FOOT, escape, portal_head, tr},
     questionnaire::Lang,
 };
 
@@ -36,7 +36,7 @@ const FAILED_EN: &str =
 const FAILED_FR: &str = "Échec de la connexion : le nom d'utilisateur, le mot de passe ou le code est erroné, ou le compte est verrouillé pour un moment.";
 
 fn login_page(lang: Lang, status: StatusCode, failed: bool) -> Response {
-    let mut body = head(lang, tr(lang, "Sign in", "Connexion"));
+    let mut body = portal_head(lang, tr(lang, "Sign in", "Connexion"));
     body.push_str(&format!("<h1>{}</h1>\n", tr(lang, "Sign in to the reports", "Connexion aux rapports")));
     if failed {
         body.push_str(&format!("<p class=\"error\" role=\"alert\">{}</p>\n", tr(lang, FAILED_EN, FAILED_FR)));
@@ -66,7 +66,7 @@ fn code_page(
         Some(_) => (tr(lang, "Set up your second factor", "Configurer votre second facteur"), "/login/enrol"),
         None => (tr(lang, "Enter your code", "Entrez votre code"), "/login/code"),
     };
-    let mut body = head(lang, title);
+    let mut body = portal_head(lang, title);
     body.push_str(&format!("<h1>{title}</h1>\n"));
     if failed {
         body.push_str(&format!("<p class=\"error\" role=\"alert\">{}</p>\n", tr(lang, FAILED_EN, FAILED_FR)));

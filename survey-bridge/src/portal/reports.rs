@@ -436,7 +436,7 @@ fn with_nav(portal: &Portal, session: &Session, lang: Lang, page: &str) -> Strin
 }
 
 fn nothing_yet(portal: &Portal, session: &Session, lang: Lang) -> Response {
-    let mut page = crate::html::head(lang, tr(lang, "Reports", "Rapports"));
+    let mut page = crate::html::portal_head(lang, tr(lang, "Reports", "Rapports"));
     page.push_str(&format!(
         "<h1>{}</h1>\n<p>{}</p>\n",
         tr(lang, "Reports", "Rapports"),

@@ -89,7 +89,7 @@ pub fn render_html(report: &Report, q: &Questionnaire, lang: Lang, links: &Repor
     let mut page = format!(
         "<!doctype html>\n<html lang=\"{}\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta name=\"referrer\" content=\"no-referrer\">\n<title>{heading}: {}</title>\n\
+         <meta name=\"referrer\" content=\"same-origin\">\n<title>{heading}: {}</title>\n\
          <link rel=\"stylesheet\" href=\"/assets/site.css\">\n</head>\n<body>\n<main class=\"report\">\n",
         lang.as_str(),
         escape(q.title.get(lang)),

@@ -95,14 +95,16 @@ impl Loaded {
         rest.find('/').map_or("/", |at| &rest[at..])
     }
 
-    /// The headers every page of the bridge carries: CSP, no referrer, HSTS, nosniff, no
-    /// caching.
+    /// The headers every page of the bridge carries: CSP, no referrer (the reports': to the
+    /// bridge itself only), HSTS, nosniff, no caching.
     pub fn check_security_headers(&self) {
         let what = &self.url;
         let csp = self.header("content-security-policy").unwrap_or_else(|| panic!("no CSP: {what}"));
         assert!(csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
         assert!(csp.contains("default-src 'none'"), "{what}: {csp}");
-        assert_eq!(self.header("referrer-policy"), Some("no-referrer"), "{what}");
+        let portal = ["/login", "/logout", "/reports"].iter().any(|p| self.path().starts_with(p));
+        let referrer = if portal { "same-origin" } else { "no-referrer" };
+        assert_eq!(self.header("referrer-policy"), Some(referrer), "{what}");
         let hsts = self.header("strict-transport-security").unwrap_or_else(|| panic!("no HSTS: {what}"));
         assert!(hsts.starts_with("max-age="), "{what}: {hsts}");
         assert_eq!(self.header("x-content-type-options"), Some("nosniff"), "{what}");
