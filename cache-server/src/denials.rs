@@ -40,6 +40,10 @@ pub struct Denial {
     /// Refusals of the peer's previous window that were only counted: write one line with
     /// this count first (0: none).
     pub carried: u64,
+    /// Refusals only counted, of other peers whose windows ended and whose entries were
+    /// pruned to keep the table small: write one line with this count, for no peer in
+    /// particular (0: none).
+    pub pruned: u64,
     /// Write this refusal's own line (the first of its window).
     pub write: bool,
     /// This refusal started a block of the peer: write that too.
@@ -67,9 +71,16 @@ impl Denials {
     pub fn deny(&self, peer: Option<SocketAddr>) -> Denial {
         let ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.ip());
         let now = self.clock.now();
+        let mut pruned = 0;
         if self.state.len() > PRUNE_ABOVE {
             let window = self.window;
-            self.state.retain(|_, t| now < t.start + window || t.unwritten > 0);
+            self.state.retain(|_, t| {
+                let keep = now < t.start + window;
+                if !keep {
+                    pruned += t.unwritten;
+                }
+                keep
+            });
         }
         let blocked = self.throttle.record_failure(&ip);
         let mut tally = self.state.entry(ip).or_insert(Tally { start: now, written: false, unwritten: 0 });
@@ -84,7 +95,7 @@ impl Denials {
         } else {
             tally.unwritten += 1;
         }
-        Denial { carried, write, blocked }
+        Denial { carried, pruned, write, blocked }
     }
 }
 
@@ -98,6 +109,12 @@ pub fn audit(
     detail: &str,
 ) -> Result<(), AuditError> {
     let mut events = Vec::new();
+    if denial.pruned > 0 {
+        let mut event = Event::new(Action::AuthFailed, "unauthenticated", Actor::Peer(None));
+        event.count = Some(denial.pruned);
+        event.detail = Some("more calls without a certificate, from peers whose windows ended");
+        events.push(event);
+    }
     if denial.carried > 0 {
         let mut event = Event::new(Action::AuthFailed, "unauthenticated", Actor::Peer(peer));
         event.count = Some(denial.carried);
@@ -129,7 +146,7 @@ mod tests {
         let a: SocketAddr = "127.0.0.2:5000".parse().unwrap();
         let b: SocketAddr = "127.0.0.3:5000".parse().unwrap();
         let first = denials.deny(Some(a));
-        assert_eq!(first, Denial { carried: 0, write: true, blocked: false });
+        assert_eq!(first, Denial { carried: 0, pruned: 0, write: true, blocked: false });
         let mut blocks = 0;
         for _ in 0..9_999 {
             let d = denials.deny(Some(a));
@@ -142,7 +159,26 @@ mod tests {
         assert!(denials.deny(Some(b)).write, "another peer's first refusal is written");
         // The next window: the 9,999 only counted are carried into one line.
         clock.advance(SignedDuration::from_secs(61));
-        assert_eq!(denials.deny(Some(a)), Denial { carried: 9_999, write: true, blocked: false });
-        assert_eq!(denials.deny(None), Denial { carried: 0, write: true, blocked: false });
+        assert_eq!(denials.deny(Some(a)), Denial { carried: 9_999, pruned: 0, write: true, blocked: false });
+        assert_eq!(denials.deny(None), Denial { carried: 0, pruned: 0, write: true, blocked: false });
+    }
+
+    #[test]
+    fn counts_of_pruned_peers_are_not_lost() {
+        let clock = Clock::manual("2026-12-03T15:00:00Z".parse().unwrap());
+        let window = SignedDuration::from_mins(1);
+        let throttle = Arc::new(Throttle::new(1_000, window, clock.clone()));
+        let denials = Denials::new(throttle, window, clock.clone());
+        // More peers than the table keeps, each refused twice: one written, one counted.
+        let peers = PRUNE_ABOVE + 1;
+        for n in 0..peers {
+            let peer = SocketAddr::from(([10, (n >> 16) as u8, (n >> 8) as u8, n as u8], 1));
+            denials.deny(Some(peer));
+            denials.deny(Some(peer));
+        }
+        clock.advance(SignedDuration::from_secs(61));
+        let next = denials.deny(Some("192.0.2.1:1".parse().unwrap()));
+        assert_eq!(next.pruned, peers as u64, "each pruned peer's counted refusal");
+        assert!(denials.state.len() <= 2);
     }
 }
