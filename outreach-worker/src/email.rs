@@ -151,6 +151,9 @@ pub enum EmailOutcome {
         /// sending.
         code: Option<u16>,
     },
+    /// Not sent: the caller's window for sending had closed when a connection came free
+    /// (see [`Mailer::send_within`]); try again when it opens.
+    Held,
 }
 
 /// A bad `[email]` setting, found by [`Mailer::new`]. No variant carries contact data.
@@ -458,6 +461,13 @@ impl Mailer {
     /// Sends `message` and says what came of it. Never panics on bad input: an invalid
     /// address or header value is [`EmailOutcome::FailedPermanent`] with no code.
     pub async fn send(&self, message: &EmailMessage) -> EmailOutcome {
+        self.send_within(message, || true).await
+    }
+
+    /// [`Mailer::send`], once `may_send` has said yes right before the message is handed to
+    /// the relay, after any wait for a pooled connection: that wait can outlast the window
+    /// in which the message may go out. [`EmailOutcome::Held`] when it says no.
+    pub async fn send_within(&self, message: &EmailMessage, may_send: impl FnOnce() -> bool) -> EmailOutcome {
         let email = match self.build(message) {
             Ok(email) => email,
             Err(reason) => {
@@ -468,6 +478,10 @@ impl Mailer {
         let Ok(_permit) = self.permits.acquire().await else {
             return EmailOutcome::Retry { code: None };
         };
+        if !may_send() {
+            debug!("email not sent: its window closed before a connection came free");
+            return EmailOutcome::Held;
+        }
         let (generation, transport) = self.transport();
         match tokio::time::timeout(self.params.timeout, transport.send(email)).await {
             Ok(Ok(_)) => {

@@ -133,6 +133,9 @@ pub enum SendOutcome {
     },
     /// The recipient has unsubscribed (21610): add them to the suppression list.
     Suppressed,
+    /// Not sent: the caller's window for sending had closed when an attempt was due (see
+    /// [`SmsClient::send_within`]). Any attempt before it failed; try again when it opens.
+    Held,
 }
 
 /// Twilio error codes: not a valid phone number, not a mobile number.
@@ -174,9 +177,21 @@ impl SmsClient {
 
     /// Sends `message`, retrying as the policy says.
     pub async fn send(&self, message: &SmsMessage) -> SendOutcome {
+        self.send_within(message, || true).await
+    }
+
+    /// Sends `message`, retrying as the policy says, but makes each attempt, the first
+    /// included, only if `may_send` still says yes right before it: a retry's wait can
+    /// outlast the window in which the message may go out. [`SendOutcome::Held`] when it
+    /// says no.
+    pub async fn send_within(&self, message: &SmsMessage, mut may_send: impl FnMut() -> bool) -> SendOutcome {
         let max = self.config.retry.max_attempts.max(1);
         let mut last_status = None;
         for attempt in 1..=max {
+            if !may_send() {
+                debug!(attempt, "sms not sent: its window closed before the attempt");
+                return SendOutcome::Held;
+            }
             let retry_after = match self.attempt(message).await {
                 Attempt::Done(outcome) => return outcome,
                 Attempt::Again { status, retry_after } => {

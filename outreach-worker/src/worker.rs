@@ -5,10 +5,13 @@
 //! `worker.require_site_identity`); for a reminder, whether the survey is still
 //! unanswered; then the channel (the one the patient prefers, else the one available); quiet
 //! hours in the patient's time zone (outside them, RETRY_AT the next opening); the
-//! per-channel rate limit; the ledger's `RecordInvitation` *before* sending; the message;
+//! per-channel rate limit; quiet hours again (the wait may have outlasted the window); the
+//! ledger's `RecordInvitation` *before* sending; the message, each attempt of it only while
+//! the window is still open (else RETRY_AT the next opening, as before);
 //! remembering the contact by GUID for a later opt-out ([`crate::opt_outs`]); the Ack.
 //! Suppression work (a patient who opted out) is added to the suppression list and acked.
-//! Before each batch, the opt-outs the bridge has for the worker are handled.
+//! Before each batch, every opt-out the bridge has for the worker is handled, page after
+//! page; until that has been done, nothing is leased.
 //!
 //! When anything this worker depends on fails (its database, the ledger, an Ack), the
 //! contact is not acked: its lease runs out and it is handed out again. A message may then
@@ -144,11 +147,17 @@ pub enum SmsSender {
 }
 
 impl SmsSender {
-    /// Sends `message` (or writes it to the outbox).
-    pub async fn send(&self, message: &SmsMessage) -> SendOutcome {
+    /// Sends `message` (or writes it to the outbox), each attempt only while `may_send`
+    /// says yes ([`SmsClient::send_within`]).
+    pub async fn send(&self, message: &SmsMessage, mut may_send: impl FnMut() -> bool) -> SendOutcome {
         match self {
-            SmsSender::Api(client) => client.send(message).await,
-            SmsSender::Outbox(outbox) => outbox.send(message).await,
+            SmsSender::Api(client) => client.send_within(message, may_send).await,
+            SmsSender::Outbox(outbox) => {
+                if !may_send() {
+                    return SendOutcome::Held;
+                }
+                outbox.send(message).await
+            }
         }
     }
 }
@@ -206,9 +215,10 @@ fn wire(t: Timestamp) -> prost_types::Timestamp {
 }
 
 impl Worker {
-    /// Brings the suppression list up to date with the bridge's opt-outs
-    /// ([`Worker::sync_opt_outs`]; a failure is logged and tried again next time), then
-    /// leases one batch and handles it; returns how many contacts came.
+    /// Brings the suppression list up to date with every opt-out waiting at the bridge
+    /// ([`Worker::sync_opt_outs`]), then leases one batch and handles it; returns how many
+    /// contacts came. When the opt-outs cannot all be applied (the bridge unreachable, the
+    /// database unwritable), the failure is logged and counted and nothing is leased: 0.
     ///
     /// The connection to the cache is closed afterwards: the batch's contacts passed through
     /// its buffers (see [`crate::clients::Cache`]).
@@ -219,7 +229,9 @@ impl Worker {
     }
 
     async fn lease_and_handle(&self) -> Result<usize, Status> {
-        self.sync_opt_outs_or_warn().await;
+        if !self.sync_opt_outs_or_warn().await {
+            return Ok(0);
+        }
         let request =
             LeaseDueRequest { max: self.settings.batch, lease_seconds: self.settings.lease_seconds };
         let due = self.cache.client().lease_due(request).await?.into_inner().contacts;
@@ -319,11 +331,27 @@ impl Worker {
             return (None, self.ack(&due, AckOutcome::RetryAt, Some(at), Handled::NoChannel).await);
         };
         let tz = quiet::time_zone(&contact.time_zone, &self.default_time_zone);
-        if let Some(opening) = self.window.as_ref().and_then(|w| w.next_opening(now, &tz)) {
+        if let Some(opening) = self.closed_until(&tz) {
             let handled = self.ack(&due, AckOutcome::RetryAt, Some(opening), Handled::QuietHours).await;
             return (Some(medium), handled);
         }
-        (Some(medium), self.send(&due, contact, medium, reminder).await)
+        (Some(medium), self.send(&due, contact, medium, reminder, &tz).await)
+    }
+
+    /// When the quiet-hours window is closed in `tz` now: the moment it next opens. Asked
+    /// when a contact is picked up, and again right before each attempt to send it, since
+    /// the rate limit, the ledger and a provider's retries all take time.
+    fn closed_until(&self, tz: &TimeZone) -> Option<Timestamp> {
+        self.window.as_ref().and_then(|w| w.next_opening(self.clock.now(), tz))
+    }
+
+    /// Puts a message whose window closed while it waited back in the cache for the next
+    /// opening (or at once, should the window have opened again meanwhile), as quiet hours
+    /// do when it is picked up.
+    async fn hold(&self, due: &DueContact, tz: &TimeZone) -> Handled {
+        let opening = self.closed_until(tz).unwrap_or_else(|| self.clock.now());
+        debug!("the quiet-hours window closed before the message could go out; held until it opens");
+        self.ack(due, AckOutcome::RetryAt, Some(opening), Handled::QuietHours).await
     }
 
     /// Whether `site_id` has a clinic identity configured. Warns once per site (the site id,
@@ -378,7 +406,14 @@ impl Worker {
         }
     }
 
-    async fn send(&self, due: &DueContact, contact: &Contact, medium: Medium, reminder: bool) -> Handled {
+    async fn send(
+        &self,
+        due: &DueContact,
+        contact: &Contact,
+        medium: Medium,
+        reminder: bool,
+        tz: &TimeZone,
+    ) -> Handled {
         let lang = if contact.language == "fr" { "fr" } else { "en" };
         match medium {
             Medium::Sms => {
@@ -395,6 +430,10 @@ impl Worker {
         if self.is_stopping() {
             return Handled::NotAcked;
         }
+        // The rate limit may have kept this message past the window's end.
+        if self.closed_until(tz).is_some() {
+            return self.hold(due, tz).await;
+        }
         let now = self.clock.now();
         if !reminder && !self.record_invitation(&due.guid, contact, medium, lang, now).await {
             return Handled::NotAcked;
@@ -408,8 +447,8 @@ impl Worker {
         }
         .with_site(self.sites.get(&contact.site_id));
         let sent = match medium {
-            Medium::Sms => self.send_sms(contact, lang, &vars).await,
-            Medium::Email => self.send_email(contact, lang, &vars).await,
+            Medium::Sms => self.send_sms(contact, lang, &vars, tz).await,
+            Medium::Email => self.send_email(contact, lang, &vars, tz).await,
         };
         let Some(sent) = sent else { return Handled::NotAcked };
         match sent {
@@ -423,6 +462,7 @@ impl Worker {
                     .unwrap_or(now);
                 self.ack(due, AckOutcome::RetryAt, Some(at), Handled::Retry).await
             }
+            Sent::Held => self.hold(due, tz).await,
             Sent::Refused => self.ack(due, AckOutcome::FailedPermanent, None, Handled::FailedPermanent).await,
             Sent::Unsubscribed => match self.suppression.add(&keys(contact)).await {
                 Ok(_) => self.ack(due, AckOutcome::Suppressed, None, Handled::Suppressed).await,
@@ -468,7 +508,7 @@ impl Worker {
         }
     }
 
-    async fn send_sms(&self, contact: &Contact, lang: &str, vars: &Vars) -> Option<Sent> {
+    async fn send_sms(&self, contact: &Contact, lang: &str, vars: &Vars, tz: &TimeZone) -> Option<Sent> {
         let sms = self.sms.as_ref()?;
         let body = match self.templates.sms(&contact.campaign_id, lang, vars) {
             Ok(body) => body,
@@ -478,15 +518,16 @@ impl Worker {
             }
         };
         let message = SmsMessage { to: contact.phone.clone(), body };
-        Some(match sms.client.send(&message).await {
+        Some(match sms.client.send(&message, || self.closed_until(tz).is_none()).await {
             SendOutcome::Sent(_) => Sent::Accepted,
             SendOutcome::Retry { .. } => Sent::Later,
             SendOutcome::FailedPermanent { .. } => Sent::Refused,
             SendOutcome::Suppressed => Sent::Unsubscribed,
+            SendOutcome::Held => Sent::Held,
         })
     }
 
-    async fn send_email(&self, contact: &Contact, lang: &str, vars: &Vars) -> Option<Sent> {
+    async fn send_email(&self, contact: &Contact, lang: &str, vars: &Vars, tz: &TimeZone) -> Option<Sent> {
         let email = self.email.as_ref()?;
         let body = match self.templates.email(&contact.campaign_id, lang, vars) {
             Ok(body) => body,
@@ -501,10 +542,11 @@ impl Worker {
             body,
             unsubscribe_url: vars.unsubscribe_link.clone(),
         };
-        Some(match email.client.send(&message).await {
+        Some(match email.client.send_within(&message, || self.closed_until(tz).is_none()).await {
             EmailOutcome::Sent => Sent::Accepted,
             EmailOutcome::Retry { .. } => Sent::Later,
             EmailOutcome::FailedPermanent { .. } => Sent::Refused,
+            EmailOutcome::Held => Sent::Held,
         })
     }
 
@@ -551,6 +593,8 @@ impl Worker {
 enum Sent {
     Accepted,
     Later,
+    /// Not sent: the quiet-hours window closed before the attempt.
+    Held,
     Refused,
     Unsubscribed,
 }

@@ -76,6 +76,21 @@ async fn unavailable_until_attempts_run_out_is_retry_later() {
 }
 
 #[tokio::test]
+async fn no_attempt_is_made_once_the_window_for_sending_has_closed() {
+    let twilio = Twilio::default();
+    twilio.script(TO, [error(20503, 503)]);
+    let client = start(twilio.clone(), 4).await;
+    // Open for the first attempt only: the retry is not made.
+    let mut open = [true].into_iter();
+    let outcome = client.send_within(&message(), || open.next().unwrap_or(false)).await;
+    assert_eq!(outcome, SendOutcome::Held);
+    assert_eq!(twilio.seen().len(), 1);
+    // Closed from the start: nothing reaches the provider.
+    assert_eq!(client.send_within(&message(), || false).await, SendOutcome::Held);
+    assert_eq!(twilio.seen().len(), 1);
+}
+
+#[tokio::test]
 async fn invalid_number_fails_for_good_without_retry() {
     let twilio = Twilio::default();
     twilio.script(TO, [error(21211, 400)]);

@@ -38,12 +38,16 @@ pub struct Seen {
 /// Scripted answers by recipient.
 type Scripts = HashMap<String, VecDeque<(StatusCode, String)>>;
 
+/// Called with each message's recipient before the stand-in answers it.
+type Hook = Box<dyn FnMut(&str) + Send>;
+
 /// The stand-in's state; clones share it.
 #[derive(Clone, Default)]
 pub struct Twilio {
     scripts: Arc<Mutex<Scripts>>,
     seen: Arc<Mutex<Vec<Seen>>>,
     delay: Arc<Mutex<Duration>>,
+    hook: Arc<Mutex<Option<Hook>>>,
 }
 
 /// A Twilio error answer.
@@ -78,6 +82,12 @@ impl Twilio {
         *self.delay.lock().unwrap() = delay;
     }
 
+    /// Calls `hook` with the recipient of every message, before it is answered: a test can
+    /// move its clock while the sender waits for the answer.
+    pub fn on_message(&self, hook: impl FnMut(&str) + Send + 'static) {
+        *self.hook.lock().unwrap() = Some(Box::new(hook));
+    }
+
     /// Every message taken so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
@@ -107,6 +117,9 @@ async fn messages(
     }
     let field = |name: &str| form.get(name).cloned().unwrap_or_default();
     let to = field("To");
+    if let Some(hook) = twilio.hook.lock().unwrap().as_mut() {
+        hook(&to);
+    }
     let next = twilio.scripts.lock().unwrap().get_mut(&to).and_then(VecDeque::pop_front);
     let mut seen = twilio.seen.lock().unwrap();
     let (status, body) = next.unwrap_or((
