@@ -25,6 +25,9 @@ pub struct Config {
     pub shutdown_grace_seconds: u64,
     /// Threads that serve gRPC connections, each its own event loop (0: one per CPU).
     pub connection_threads: usize,
+    /// Seconds a gRPC connection may go without a call before it is closed (its buffers,
+    /// which held its calls' bytes, are then freed and zeroed); clients reconnect.
+    pub idle_timeout_seconds: u64,
     /// Certificates.
     pub tls: TlsConfig,
     /// Retention and bounds.
@@ -151,6 +154,7 @@ impl Default for Config {
             metrics_listen: None,
             shutdown_grace_seconds: 20,
             connection_threads: 0,
+            idle_timeout_seconds: 30,
             tls: TlsConfig::default(),
             store: StoreConfig::default(),
             memory: MemoryConfig::default(),
@@ -268,6 +272,9 @@ impl Config {
         if self.connection_threads > 1024 {
             return Err(ConfigError::new("connection_threads must be at most 1024 (0: one per CPU)"));
         }
+        if !(1..=3600).contains(&self.idle_timeout_seconds) {
+            return Err(ConfigError::new("idle_timeout_seconds must be between 1 and 3600"));
+        }
         if self.tls.handshake_timeout_seconds == 0 {
             return Err(ConfigError::new("tls.handshake_timeout_seconds must be at least 1"));
         }
@@ -371,6 +378,8 @@ mod tests {
             ("lockout.max_not_found", "0", "lockout.max_not_found"),
             ("store.max_lease_batch", "0", "store.max_lease_batch"),
             ("connection_threads", "5000", "connection_threads"),
+            ("idle_timeout_seconds", "0", "idle_timeout_seconds"),
+            ("idle_timeout_seconds", "86400", "idle_timeout_seconds"),
             ("connection_threads", "-1", "connection_threads"),
         ];
         for (key, value, named) in cases {

@@ -10,7 +10,8 @@
 //! daemon does not configure: about a tenth of a unary call's CPU. Each connection's
 //! [`Peer`] goes into every request's extensions, as tonic's `connect_info` did. A client's
 //! `grpc-timeout` is not enforced here: a client that gives up resets its stream, which
-//! drops the call.
+//! drops the call. A connection with no call in flight for `idle_timeout_seconds` is
+//! closed ([`idle`]), which frees (and so zeroes) the buffers that carried its calls.
 
 use std::{
     convert::Infallible,
@@ -18,19 +19,15 @@ use std::{
     future::Future,
     io,
     net::SocketAddr,
-    pin::{Pin, pin},
+    pin::pin,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
 };
 
-use futures_util::future::Either;
 use hyper::{body::Incoming, server::conn::http2, service::Service};
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::graceful::{GracefulShutdown, Watcher},
-};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use proto::{
     codec::Codec1K,
     encoded::EncodedContact,
@@ -38,7 +35,8 @@ use proto::{
 };
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::{mpsc, oneshot},
+    sync::{mpsc, oneshot, watch},
+    time::Duration,
 };
 use tonic::{body::Body, codegen::Service as TowerService, service::Routes};
 use tracing::{debug, warn};
@@ -47,6 +45,10 @@ use crate::{
     service::{CacheService, GetContactEncoded},
     tls::{self, Acceptor, Peer},
 };
+
+pub mod idle;
+
+use idle::{Activity, TrackedFuture};
 
 /// The path prefix of the cache's own RPCs.
 const CACHE_PATHS: &str = "/contactcache.v1.ContactCache/";
@@ -75,44 +77,37 @@ struct Dispatch {
     routes: CacheRoutes,
     others: Routes,
     peer: Arc<Peer>,
+    activity: Arc<Activity>,
 }
-
-/// The future of a GetContact call.
-type GetContactFuture = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
 
 impl Service<http::Request<Incoming>> for Dispatch {
     type Response = http::Response<Body>;
     type Error = Infallible;
-    type Future = Either<
-        GetContactFuture,
-        Either<
-            <ContactCacheServer<CacheService> as TowerService<http::Request<Incoming>>>::Future,
-            <Routes as TowerService<http::Request<Incoming>>>::Future,
-        >,
-    >;
+    type Future = TrackedFuture;
 
     fn call(&self, mut request: http::Request<Incoming>) -> Self::Future {
+        let busy = self.activity.begin();
         request.extensions_mut().insert(self.peer.clone());
         let path = request.uri().path();
         if path == GET_CONTACT {
             let service = self.routes.get_contact.clone();
             let mut grpc = tonic::server::Grpc::new(Codec1K::<EncodedContact, GetContactRequest>::default())
                 .apply_max_message_size_config(Some(self.routes.max_request_bytes), None);
-            Either::Left(Box::pin(async move { Ok(grpc.unary(service, request).await) }))
+            idle::tracked(busy, async move { Ok(grpc.unary(service, request).await) })
         } else if path.starts_with(CACHE_PATHS) {
-            Either::Right(Either::Left(TowerService::call(&mut self.routes.cache.clone(), request)))
+            idle::tracked(busy, TowerService::call(&mut self.routes.cache.clone(), request))
         } else {
-            Either::Right(Either::Right(TowerService::call(&mut self.others.clone(), request)))
+            idle::tracked(busy, TowerService::call(&mut self.others.clone(), request))
         }
     }
 }
 
 /// A connection handed to a connection thread: its socket, registered with no runtime yet,
-/// its peer, and the drain's watch on it.
+/// its peer, and the drain's signal (held until the connection has closed).
 struct Handoff {
     tcp: std::net::TcpStream,
     peer: SocketAddr,
-    watcher: Watcher,
+    drain: watch::Receiver<bool>,
 }
 
 /// What each connection thread serves with.
@@ -121,6 +116,7 @@ struct Serving {
     routes: CacheRoutes,
     others: Routes,
     acceptor: Arc<Acceptor>,
+    idle_timeout: Duration,
 }
 
 /// The threads that serve the gRPC connections.
@@ -145,14 +141,16 @@ impl fmt::Debug for Handoff {
 
 impl ConnectionThreads {
     /// Starts `count` threads (at least one) that serve connections with `routes` (the
-    /// cache's RPCs) and `others` (health, reflection), after a TLS handshake by `acceptor`.
+    /// cache's RPCs) and `others` (health, reflection), after a TLS handshake by `acceptor`,
+    /// and close each once it has had no call in flight for `idle_timeout`.
     pub fn start(
         count: usize,
         routes: CacheRoutes,
         others: Routes,
         acceptor: Arc<Acceptor>,
+        idle_timeout: Duration,
     ) -> io::Result<Self> {
-        let serving = Serving { routes, others, acceptor };
+        let serving = Serving { routes, others, acceptor, idle_timeout };
         let mut threads =
             ConnectionThreads { handoffs: Vec::new(), stopped: Vec::new(), next: AtomicUsize::new(0) };
         for n in 0..count.max(1) {
@@ -203,7 +201,7 @@ async fn connection_loop(mut handoffs: mpsc::UnboundedReceiver<Handoff>, serving
     // in every answer.
     builder.timer(TokioTimer::new()).max_concurrent_streams(MAX_STREAMS).auto_date_header(false);
     let builder = Arc::new(builder);
-    while let Some(Handoff { tcp, peer, watcher }) = handoffs.recv().await {
+    while let Some(Handoff { tcp, peer, drain }) = handoffs.recv().await {
         let (serving, builder) = (serving.clone(), builder.clone());
         tokio::spawn(async move {
             // Registered with this thread's runtime: its readiness wakes tasks here only.
@@ -217,13 +215,48 @@ async fn connection_loop(mut handoffs: mpsc::UnboundedReceiver<Handoff>, serving
             let Some(stream) = tls::handshake(&serving.acceptor, tcp, peer).await else {
                 return;
             };
-            let Serving { routes, others, .. } = serving;
-            let dispatch = Dispatch { routes, others, peer: stream.peer() };
-            if let Err(err) = watcher.watch(builder.serve_connection(TokioIo::new(stream), dispatch)).await {
+            let Serving { routes, others, idle_timeout, .. } = serving;
+            let activity = Activity::new();
+            let dispatch = Dispatch { routes, others, peer: stream.peer(), activity: activity.clone() };
+            let connection = builder.serve_connection(TokioIo::new(stream), dispatch);
+            if let Err(err) = until_drained_or_idle(connection, drain, &activity, idle_timeout).await {
                 debug!(cause = %err, "connection ended with an error");
             }
         });
     }
+}
+
+/// Serves `connection` until it ends; when the daemon drains (`drain` turns true or its
+/// sender goes) or the connection has had no call for `idle_timeout`, tells the client to
+/// go away and lets the calls in flight finish first.
+async fn until_drained_or_idle<I, S>(
+    connection: http2::Connection<I, S, TokioExecutor>,
+    mut drain: watch::Receiver<bool>,
+    activity: &Activity,
+    idle_timeout: Duration,
+) -> hyper::Result<()>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<Incoming, ResBody = Body>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut connection = pin!(connection);
+    let draining = async {
+        // Draining already, or not yet: either way, wait for a change from not draining.
+        let _ = drain.wait_for(|draining| *draining).await;
+    };
+    let idle = activity.idle_for(idle_timeout);
+    tokio::select! {
+        ended = connection.as_mut() => return ended,
+        () = draining => debug!("daemon draining: connection told to go away"),
+        () = idle => {
+            metrics::counter!("cache_idle_connections_closed_total").increment(1);
+            debug!("connection idle: told to go away");
+        }
+    }
+    connection.as_mut().graceful_shutdown();
+    connection.await
 }
 
 /// Accepts connections on `listener` and hands each to one of `threads` until `shutdown`
@@ -235,7 +268,9 @@ pub async fn serve(
     threads: &ConnectionThreads,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
+    // Each connection holds a receiver until it closes: once the drain is announced, the
+    // sender's `closed` completes when the last connection has gone.
+    let (drain, draining) = watch::channel(false);
     {
         let mut shutdown = pin!(shutdown);
         loop {
@@ -245,11 +280,13 @@ pub async fn serve(
             };
             // Taken off this runtime, to be registered with the thread's.
             match tcp.into_std() {
-                Ok(tcp) => threads.hand(Handoff { tcp, peer, watcher: graceful.watcher() }),
+                Ok(tcp) => threads.hand(Handoff { tcp, peer, drain: draining.clone() }),
                 Err(err) => debug!(cause = %err, "connection not handed over"),
             }
         }
     }
     drop(listener);
-    graceful.shutdown().await;
+    drop(draining);
+    let _ = drain.send(true);
+    drain.closed().await;
 }

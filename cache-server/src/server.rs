@@ -187,7 +187,8 @@ async fn serve_until(
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let threads = serve::ConnectionThreads::start(threads, routes, others, acceptor.clone())
+    let idle_timeout = Duration::from_secs(config.idle_timeout_seconds);
+    let threads = serve::ConnectionThreads::start(threads, routes, others, acceptor.clone(), idle_timeout)
         .map_err(RunError::Threads)?;
     if let Ok(addr) = listeners.grpc.local_addr() {
         info!(%addr, memory_locked = protection.locked, connection_threads = threads.count(), "grpc listening");
