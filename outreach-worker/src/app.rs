@@ -1,21 +1,23 @@
 //! Putting the worker together from its configuration, and running it until shutdown.
 
-use std::future::Future;
+use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::{Router, routing::get};
 use cache_server::{
     clock::Clock,
     config::ConfigError,
     memory::{self, MemoryError},
+    tls::TlsError,
 };
 use jiff::tz::TimeZone;
 use tokio::{net::TcpListener, sync::watch};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::{
     clients,
     config::WorkerConfig,
     email::Mailer,
+    inbound::{Webhook, listener},
     sms::{SmsClient, SmsOutbox},
     suppression::{Suppression, SuppressionKey},
     templates::Templates,
@@ -40,10 +42,39 @@ fn setup(what: &str, err: impl std::fmt::Display) -> StartError {
     StartError::Setup(format!("{what}: {err}"))
 }
 
-/// Builds the worker: opens the suppression list, loads and checks the templates, and
-/// prepares the clients (gRPC channels connect on first use).
+/// The sockets the worker serves, bound by the caller.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// `GET /metrics` (plain HTTP), when given.
+    pub metrics: Option<TcpListener>,
+    /// The inbound SMS webhook (HTTPS): required when `[sms.inbound]` is configured, and
+    /// only then.
+    pub inbound: Option<TcpListener>,
+}
+
+/// How long the webhook's requests under way get to finish at shutdown.
+const INBOUND_DRAIN: Duration = Duration::from_secs(10);
+
+/// The inbound webhook's TLS configuration, when `[sms.inbound]` is configured.
+fn inbound_tls(config: &WorkerConfig) -> Result<Option<Arc<rustls::ServerConfig>>, StartError> {
+    match config.sms.as_ref().and_then(|sms| sms.inbound.as_ref()) {
+        Some(inbound) => {
+            Ok(Some(listener::server_config(&inbound.tls_cert, &inbound.tls_key).map_err(|e| match e {
+                // Names the setting already.
+                TlsError::Pem { .. } => StartError::Setup(e.to_string()),
+                other => setup("sms.inbound", other),
+            })?))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Builds the worker: opens the suppression list, loads and checks the templates and the
+/// inbound webhook's certificate, and prepares the clients (gRPC channels connect on first
+/// use).
 pub async fn build(config: &WorkerConfig, clock: Clock) -> Result<Worker, StartError> {
     config.check()?;
+    inbound_tls(config)?;
     let key = SuppressionKey::load(&config.key_file).map_err(|e| setup("key_file", e))?;
     let suppression =
         Suppression::connect(&config.database_url, key).await.map_err(|e| setup("database_url", e))?;
@@ -105,22 +136,31 @@ pub async fn build(config: &WorkerConfig, clock: Clock) -> Result<Worker, StartE
     })
 }
 
-/// Runs the worker until `shutdown` completes, then lets the sends under way finish. Serves
-/// `GET /metrics` on `metrics` when given.
+/// Runs the worker until `shutdown` completes, then lets the sends under way and the
+/// webhook's requests under way finish. Serves `GET /metrics` on `listeners.metrics` when
+/// given, and the inbound SMS webhook on `listeners.inbound` when `[sms.inbound]` is set.
 pub async fn run(
     config: WorkerConfig,
     clock: Clock,
-    metrics: Option<TcpListener>,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     cache_server::telemetry::install_recorder();
     // Before any contact can arrive (and after the settings are known to be usable, so that
     // a bad one says so first): core dumps off, memory locked.
     config.check()?;
+    let inbound = match (config.sms.as_ref().and_then(|sms| sms.inbound.as_ref()), listeners.inbound) {
+        (Some(_), Some(listener)) => Some(listener),
+        (None, None) => None,
+        (Some(_), None) => return Err(setup("sms.inbound", "configured, but no listener was given")),
+        (None, Some(_)) => {
+            return Err(setup("sms.inbound", "a listener was given, but it is not configured"));
+        }
+    };
     let protection = memory::protect(config.memory.allow_unlocked)?;
     metrics::gauge!("outreach_memory_locked").set(f64::from(u8::from(protection.locked)));
     let worker = build(&config, clock).await?;
-    if let Some(listener) = metrics {
+    if let Some(listener) = listeners.metrics {
         let app =
             Router::new().route("/metrics", get(|| async { cache_server::telemetry::render_metrics() }));
         tokio::spawn(async move {
@@ -130,9 +170,27 @@ pub async fn run(
         });
     }
     let (stop_tx, stop_rx) = watch::channel(false);
+    let webhook = match (inbound, config.sms.as_ref()) {
+        (Some(listener), Some(sms)) => {
+            let settings = sms.inbound.as_ref().expect("checked above");
+            let tls = inbound_tls(&config)?.expect("configured");
+            let app = Webhook::new(sms, settings, worker.suppression.clone())?.router();
+            let mut stop = stop_rx.clone();
+            let stopped = async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            };
+            Some(tokio::spawn(async move {
+                if let Err(err) = listener::serve(listener, tls, app, stopped).await {
+                    error!(cause = %err, "SMS webhook listener stopped");
+                }
+            }))
+        }
+        _ => None,
+    };
     info!(
         sms = config.sms.is_some(),
         email = config.email.is_some(),
+        sms_inbound = webhook.is_some(),
         batch = config.worker.batch,
         concurrency = config.worker.concurrency,
         "outreach worker started"
@@ -146,6 +204,17 @@ pub async fn run(
             worker.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
             let _ = stop_tx.send(true);
             running.await;
+        }
+    }
+    let _ = stop_tx.send(true);
+    if let Some(mut webhook) = webhook {
+        // An opt-out being written finishes before the suppression list closes.
+        if tokio::time::timeout(INBOUND_DRAIN, &mut webhook).await.is_err() {
+            warn!(
+                seconds = INBOUND_DRAIN.as_secs(),
+                "SMS webhook requests still under way at the deadline; cut off"
+            );
+            webhook.abort();
         }
     }
     worker.suppression.close().await;

@@ -221,6 +221,9 @@ pub struct SmsSettings {
     /// owner-only) instead of sending it. The file holds phone numbers; never set it on a
     /// real deployment. The account settings are not needed then.
     pub outbox: Option<PathBuf>,
+    /// The inbound webhook (`[sms.inbound]`): replies to the account's number, so that a STOP
+    /// suppresses the number at once. Off when absent.
+    pub inbound: Option<InboundSettings>,
 }
 
 impl std::fmt::Debug for SmsSettings {
@@ -234,6 +237,7 @@ impl std::fmt::Debug for SmsSettings {
             .field("messaging_service_sid", &self.messaging_service_sid)
             .field("per_second", &self.per_second)
             .field("outbox", &self.outbox)
+            .field("inbound", &self.inbound)
             .finish_non_exhaustive()
     }
 }
@@ -253,6 +257,7 @@ impl Default for SmsSettings {
             base_delay_ms: retry.base_delay.as_millis() as u64,
             max_delay_ms: retry.max_delay.as_millis() as u64,
             outbox: None,
+            inbound: None,
         }
     }
 }
@@ -294,6 +299,84 @@ impl SmsSettings {
                 max_delay: Duration::from_millis(self.max_delay_ms),
             },
         })
+    }
+}
+
+/// The inbound SMS webhook: Twilio posts each message sent to the account's numbers here
+/// ("A message comes in" in the number's or the messaging service's settings), signed with
+/// the account's auth token (`sms.auth_token`). Served over HTTPS only.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InboundSettings {
+    /// The address the webhook's HTTPS listener binds, e.g. `0.0.0.0:8444`.
+    pub listen: SocketAddr,
+    /// The webhook's address exactly as entered at Twilio, query string included: Twilio
+    /// signs every request over this text, character for character. Its path is the path
+    /// served (`/sms/inbound` in `https://worker.clinic.example:8444/sms/inbound`).
+    /// `https://`, or `http://` to a loopback host only.
+    pub public_url: String,
+    /// The certificate chain the listener presents (PEM). Twilio refuses self-signed
+    /// certificates: a publicly trusted one.
+    pub tls_cert: PathBuf,
+    /// Its private key (PEM).
+    pub tls_key: PathBuf,
+}
+
+impl InboundSettings {
+    /// The path the webhook is served on: `public_url`'s path (`/` when it has none).
+    pub fn path(&self) -> Result<String, ConfigError> {
+        let url = reqwest::Url::parse(&self.public_url)
+            .map_err(|e| ConfigError::new(format!("sms.inbound.public_url: not a URL: {e}")))?;
+        let path = url.path();
+        // Nothing that the router would read as a pattern, and nothing that Twilio might
+        // write otherwise than the URL parser does.
+        let plain = |c: char| c.is_ascii_alphanumeric() || "/-._~".contains(c);
+        if !path.chars().all(plain) || path.split('/').any(|segment| segment.starts_with('.')) {
+            return Err(ConfigError::new(
+                "sms.inbound.public_url: the path may hold only letters, digits and '/', '-', '_', '~' and '.' (not at the start of a segment)",
+            ));
+        }
+        Ok(if path.is_empty() { "/".into() } else { path.into() })
+    }
+
+    /// Checks the address: https (http to a loopback host only), no credentials, no
+    /// fragment, a plain path.
+    fn check(&self) -> Result<(), ConfigError> {
+        let url = reqwest::Url::parse(&self.public_url)
+            .map_err(|e| ConfigError::new(format!("sms.inbound.public_url: not a URL: {e}")))?;
+        let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
+            return Err(ConfigError::new("sms.inbound.public_url: must name a host"));
+        };
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        match url.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            _ => {
+                return Err(ConfigError::new(
+                    "sms.inbound.public_url: must be an https:// address (http:// only to a loopback host)",
+                ));
+            }
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(ConfigError::new("sms.inbound.public_url: must not carry a user name or password"));
+        }
+        if url.fragment().is_some() {
+            return Err(ConfigError::new(
+                "sms.inbound.public_url: must not have a #fragment (Twilio's connection overrides stay in Twilio's copy of the URL)",
+            ));
+        }
+        self.path()?;
+        if self.tls_cert.as_os_str().is_empty() || self.tls_key.as_os_str().is_empty() {
+            return Err(ConfigError::new(
+                "sms.inbound.tls_cert, sms.inbound.tls_key: the listener's certificate and key are required",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -456,6 +539,20 @@ impl WorkerConfig {
         self.window()?;
         if jiff::tz::TimeZone::get(&self.quiet_hours.default_time_zone).is_err() {
             return Err(ConfigError::new("quiet_hours.default_time_zone: is not a known IANA time zone"));
+        }
+        // Before the account's own checks, so that `[sms.inbound]` alone is named.
+        if let Some(sms) = &self.sms
+            && let Some(inbound) = &sms.inbound
+        {
+            if sms.account_sid.is_empty() || sms.auth_token.is_empty() {
+                return Err(ConfigError::new(
+                    "sms.inbound: needs the [sms] account: sms.account_sid and sms.auth_token (Twilio signs the webhook's requests with the auth token)",
+                ));
+            }
+            inbound.check()?;
+            if self.metrics_listen == Some(inbound.listen) {
+                return Err(ConfigError::new("sms.inbound.listen: must differ from metrics_listen"));
+            }
         }
         if let Some(sms) = self.sms.as_ref().filter(|s| s.outbox.is_none()) {
             sms.client_config()?;
@@ -636,6 +733,33 @@ mod tests {
     }
 
     #[test]
+    fn the_example_inbound_webhook_is_valid_once_uncommented() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/outreach-worker.example.toml");
+        let text = std::fs::read_to_string(example).unwrap();
+        // A commented block, uncommented; without the outbox (development only) and the
+        // comments' continuation lines.
+        let block = |header: &str| -> String {
+            let start = text.find(header).unwrap_or_else(|| panic!("a commented {header:?} example"));
+            text[start..]
+                .lines()
+                .take_while(|line| line.starts_with("# "))
+                .map(|line| &line[2..])
+                .filter(|line| !line.starts_with("outbox") && !line.starts_with(' '))
+                .map(|line| format!("{line}\n"))
+                .collect()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("worker.toml");
+        std::fs::write(&file, format!("{text}\n{}{}", block("# [sms]\n"), block("# [sms.inbound]"))).unwrap();
+        let config = WorkerConfig::load(Some(&file), &[("sms.auth_token".into(), "t".into())]).unwrap();
+        let sms = config.sms.unwrap();
+        assert!(sms.outbox.is_none());
+        let inbound = sms.inbound.expect("the [sms.inbound] example");
+        assert_eq!(inbound.path().unwrap(), "/sms/inbound");
+        assert!(inbound.public_url.starts_with("https://"));
+    }
+
+    #[test]
     fn numbers_from_flags_read_as_text() {
         let mut overrides = with_sms();
         overrides.push(("sms.auth_token".into(), "12345".into()));
@@ -692,6 +816,97 @@ mod tests {
             missing.contains("sms.auth_token_file: cannot read") && missing.contains("sms-auth-token"),
             "{missing}"
         );
+    }
+
+    /// `with_sms()` and an `[sms.inbound]` at `public_url`.
+    fn with_inbound(public_url: &str) -> Vec<(String, String)> {
+        let mut overrides = with_sms();
+        for (key, value) in [
+            ("sms.inbound.listen", "127.0.0.1:8444"),
+            ("sms.inbound.public_url", public_url),
+            ("sms.inbound.tls_cert", "tls/webhook.pem"),
+            ("sms.inbound.tls_key", "tls/webhook.key"),
+        ] {
+            overrides.push((key.into(), value.into()));
+        }
+        overrides
+    }
+
+    #[test]
+    fn the_inbound_webhook_is_read_and_served_on_its_public_urls_path() {
+        assert!(
+            WorkerConfig::load(None, &with_sms()).unwrap().sms.unwrap().inbound.is_none(),
+            "off by default"
+        );
+        let url = "https://worker.clinic.example:8444/sms/inbound?clinic=soleil";
+        let config = WorkerConfig::load(None, &with_inbound(url)).unwrap();
+        let inbound = config.sms.unwrap().inbound.unwrap();
+        assert_eq!(inbound.public_url, url, "kept as written: Twilio signs it");
+        assert_eq!(inbound.path().unwrap(), "/sms/inbound");
+        assert_eq!(inbound.listen, "127.0.0.1:8444".parse().unwrap());
+        for (url, path) in [
+            ("https://worker.clinic.example", "/"),
+            ("https://worker.clinic.example/", "/"),
+            ("http://127.0.0.1:8444/twilio/sms_in-1.v2", "/twilio/sms_in-1.v2"),
+            ("http://localhost/in", "/in"),
+            ("http://[::1]:8444/in", "/in"),
+        ] {
+            let config = WorkerConfig::load(None, &with_inbound(url)).unwrap();
+            assert_eq!(config.sms.unwrap().inbound.unwrap().path().unwrap(), path, "{url}");
+        }
+    }
+
+    #[test]
+    fn bad_inbound_settings_are_named() {
+        let cases = [
+            ("http://worker.clinic.example/sms", "sms.inbound.public_url: must be an https://"),
+            ("http://10.0.0.5/sms", "sms.inbound.public_url: must be an https://"),
+            ("ftp://localhost/sms", "sms.inbound.public_url: must be an https://"),
+            ("worker.clinic.example/sms", "sms.inbound.public_url: not a URL"),
+            ("https://user:pass@worker.clinic.example/sms", "sms.inbound.public_url: must not carry"),
+            ("https://worker.clinic.example/sms#in", "sms.inbound.public_url: must not have a #fragment"),
+            ("https://worker.clinic.example/sms/{id}", "sms.inbound.public_url: the path"),
+            ("https://worker.clinic.example/sms/:id", "sms.inbound.public_url: the path"),
+            ("https://worker.clinic.example/sms/*", "sms.inbound.public_url: the path"),
+            ("https://worker.clinic.example/caf%C3%A9", "sms.inbound.public_url: the path"),
+        ];
+        for (url, expected) in cases {
+            let err = WorkerConfig::load(None, &with_inbound(url)).unwrap_err().to_string();
+            assert!(err.contains(expected), "{url}: {err}");
+        }
+        let url = "https://worker.clinic.example/sms";
+        let mut same_port = with_inbound(url);
+        same_port.push(("metrics_listen".into(), "127.0.0.1:8444".into()));
+        let err = WorkerConfig::load(None, &same_port).unwrap_err().to_string();
+        assert!(err.contains("sms.inbound.listen: must differ from metrics_listen"), "{err}");
+        let mut no_key = with_inbound(url);
+        no_key.retain(|(key, _)| key != "sms.inbound.tls_key");
+        let err = WorkerConfig::load(None, &no_key).unwrap_err().to_string();
+        assert!(err.contains("tls_key"), "{err}");
+        let mut typo = with_inbound(url);
+        typo.push(("sms.inbound.pubic_url".into(), url.into()));
+        let err = WorkerConfig::load(None, &typo).unwrap_err().to_string();
+        assert!(err.contains("pubic_url"), "{err}");
+    }
+
+    #[test]
+    fn an_inbound_webhook_without_the_sms_account_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("worker.toml");
+        let inbound = "[sms.inbound]\nlisten = \"0.0.0.0:8444\"\npublic_url = \"https://worker.clinic.example/sms\"\ntls_cert = \"w.pem\"\ntls_key = \"w.key\"\n";
+        std::fs::write(
+            &file,
+            format!("[email]\nhost = \"127.0.0.1\"\nport = 2525\nfrom = \"s@clinic.example.org\"\n{inbound}"),
+        )
+        .unwrap();
+        let err = WorkerConfig::load(Some(&file), &[]).unwrap_err().to_string();
+        assert!(err.contains("sms.inbound: needs the [sms] account"), "{err}");
+        // With the account but through the local outbox: the token is still needed.
+        let mut outbox = with_inbound("https://worker.clinic.example/sms");
+        outbox.retain(|(key, _)| key != "sms.auth_token");
+        outbox.push(("sms.outbox".into(), dir.path().join("outbox.jsonl").display().to_string()));
+        let err = WorkerConfig::load(None, &outbox).unwrap_err().to_string();
+        assert!(err.contains("sms.inbound: needs the [sms] account"), "{err}");
     }
 
     #[test]

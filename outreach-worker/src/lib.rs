@@ -7,6 +7,8 @@
 //! - [`suppression`]: the suppression list, as HMACs of phones and emails, in the worker's
 //!   own database, and the contacts of sent messages remembered by GUID ([`suppression::sent`]);
 //! - [`opt_outs`]: opt-outs reported by the bridge after the cache erased the contact;
+//! - [`inbound`]: the inbound SMS webhook, where a STOP reply suppresses the number at once
+//!   (Twilio's signature, the opt-out words, the HTTPS listener);
 //! - [`sms`]: the SMS client for the Twilio Messages wire format, with retries, outcome
 //!   classification and segment counting;
 //! - [`email`]: email over SMTP, with one-click unsubscribe headers;
@@ -18,6 +20,7 @@ pub mod app;
 pub mod clients;
 pub mod config;
 pub mod email;
+pub mod inbound;
 pub mod opt_outs;
 pub mod quiet;
 pub mod sms;

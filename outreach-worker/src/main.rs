@@ -2,9 +2,9 @@
 //! email; see the crate documentation and the README.
 //!
 //! Exit codes: 0 after a clean shutdown (SIGTERM or SIGINT: sends under way finish);
-//! 64 for bad flags or configuration; 69 when the metrics port cannot be bound; 71 when
-//! memory cannot be locked (see `memory.allow_unlocked`); 70 for anything else that stops it
-//! from starting.
+//! 64 for bad flags or configuration; 69 when the metrics port or the inbound SMS
+//! webhook's port cannot be bound; 71 when memory cannot be locked (see
+//! `memory.allow_unlocked`); 70 for anything else that stops it from starting.
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
@@ -92,17 +92,22 @@ fn main() -> ExitCode {
                 }
             };
         }
-        let metrics = match config.metrics_listen {
-            Some(addr) => match TcpListener::bind(addr).await {
-                Ok(listener) => Some(listener),
-                Err(e) => {
-                    eprintln!("outreach-worker: cannot listen on {addr}: {e}");
-                    return ExitCode::from(EX_UNAVAILABLE);
+        let inbound_listen = config.sms.as_ref().and_then(|sms| sms.inbound.as_ref()).map(|i| i.listen);
+        let mut listeners = app::Listeners::default();
+        for (addr, slot) in
+            [(config.metrics_listen, &mut listeners.metrics), (inbound_listen, &mut listeners.inbound)]
+        {
+            if let Some(addr) = addr {
+                match TcpListener::bind(addr).await {
+                    Ok(listener) => *slot = Some(listener),
+                    Err(e) => {
+                        eprintln!("outreach-worker: cannot listen on {addr}: {e}");
+                        return ExitCode::from(EX_UNAVAILABLE);
+                    }
                 }
-            },
-            None => None,
-        };
-        match app::run(config, Clock::System, metrics, shutdown_signal()).await {
+            }
+        }
+        match app::run(config, Clock::System, listeners, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e @ StartError::Config(_)) => {
                 eprintln!("outreach-worker: {e}");

@@ -1,6 +1,7 @@
 //! A local stand-in for the Twilio Messages API: checks the account and credentials,
 //! records every message, and answers from a per-recipient script (201 with a SID
-//! otherwise). Nothing outside this machine is contacted.
+//! otherwise). It also plays Twilio delivering a patient's reply to a webhook ([`reply`],
+//! [`deliver`]), signed as Twilio documents it. Nothing outside this machine is contacted.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -17,6 +18,8 @@ use axum::{
     routing::post,
 };
 use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use sha1::Sha1;
 
 /// The account the stand-in accepts.
 pub const SID: &str = "AC0123456789abcdef0123456789abcdef";
@@ -128,4 +131,97 @@ async fn messages(
     ));
     seen.push(Seen { to, from: field("From"), body: field("Body"), status: status.as_u16() });
     (status, [("content-type", "application/json")], body).into_response()
+}
+
+/// The form Twilio posts to a number's "A message comes in" webhook for one SMS from `from`
+/// saying `body`, to the worker's number ([`FROM`]) of the stand-in's account: the fields
+/// of its Messaging webhook, a new message SID each time, no media.
+pub fn inbound_form(from: &str, body: &str) -> Vec<(String, String)> {
+    let sid = format!("SM{}", uuid::Uuid::new_v4().simple());
+    [
+        ("ToCountry", "CA"),
+        ("ToState", "ON"),
+        ("SmsMessageSid", sid.as_str()),
+        ("NumMedia", "0"),
+        ("ToCity", "OTTAWA"),
+        ("FromZip", ""),
+        ("SmsSid", sid.as_str()),
+        ("FromState", "ON"),
+        ("SmsStatus", "received"),
+        ("FromCity", "OTTAWA"),
+        ("Body", body),
+        ("FromCountry", "CA"),
+        ("To", FROM),
+        ("ToZip", ""),
+        ("NumSegments", "1"),
+        ("MessageSid", sid.as_str()),
+        ("AccountSid", SID),
+        ("From", from),
+        ("ApiVersion", "2010-04-01"),
+    ]
+    .iter()
+    .map(|(name, value)| (name.to_string(), value.to_string()))
+    .collect()
+}
+
+/// `X-Twilio-Signature` for a POST of `form` to `url` under `token`, as Twilio's "Validating
+/// requests" page describes it, written here apart from the worker's code: the URL, then
+/// every field sorted by name (and value), name and value with no delimiters; HMAC-SHA1;
+/// base64.
+pub fn twilio_signature(token: &str, url: &str, form: &[(String, String)]) -> String {
+    let mut fields: Vec<(&str, &str)> =
+        form.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+    fields.sort_unstable();
+    let mut data = String::from(url);
+    for (name, value) in fields {
+        data.push_str(name);
+        data.push_str(value);
+    }
+    let mut mac = Hmac::<Sha1>::new_from_slice(token.as_bytes()).unwrap();
+    mac.update(data.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// How a delivery is signed.
+#[derive(Debug, Clone)]
+pub enum Signed {
+    /// As Twilio signs it: the stand-in's token, the webhook's URL.
+    Rightly,
+    /// With the stand-in's token, for another URL.
+    ForUrl(String),
+    /// With another token, for the webhook's URL.
+    WithToken(String),
+    /// This header value, whatever it is.
+    Header(String),
+    /// No `X-Twilio-Signature` at all.
+    Not,
+}
+
+/// Plays Twilio posting `form` to the webhook at `url` (`https://localhost:PORT/...`; `http`
+/// must trust the test CA and reach the worker's port, see `test_support::https_client`),
+/// signed as `signed` says.
+pub async fn deliver(
+    http: &reqwest::Client,
+    url: &str,
+    form: &[(String, String)],
+    signed: Signed,
+) -> reqwest::Response {
+    let signature = match signed {
+        Signed::Rightly => Some(twilio_signature(TOKEN, url, form)),
+        Signed::ForUrl(other) => Some(twilio_signature(TOKEN, &other, form)),
+        Signed::WithToken(token) => Some(twilio_signature(&token, url, form)),
+        Signed::Header(value) => Some(value),
+        Signed::Not => None,
+    };
+    let mut request = http.post(url).header("user-agent", "TwilioProxy/1.1").form(form);
+    if let Some(signature) = signature {
+        request = request.header("x-twilio-signature", signature);
+    }
+    request.send().await.unwrap()
+}
+
+/// Plays Twilio delivering a patient's SMS reply: `body` from `from`, to the webhook at
+/// `url`, signed rightly.
+pub async fn reply(http: &reqwest::Client, url: &str, from: &str, body: &str) -> reqwest::Response {
+    deliver(http, url, &inbound_form(from, body), Signed::Rightly).await
 }
