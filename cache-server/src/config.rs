@@ -108,7 +108,8 @@ pub struct StoreConfig {
     pub max_entries: usize,
     /// Most bytes held at once.
     pub max_bytes: usize,
-    /// Largest gRPC request accepted, in bytes.
+    /// Largest gRPC request message accepted, in bytes; a larger one is answered
+    /// RESOURCE_EXHAUSTED (`serve::limit`).
     pub max_message_bytes: usize,
     /// When the sweep runs, as a cron expression in UTC with seconds:
     /// `sec min hour day-of-month month day-of-week`.

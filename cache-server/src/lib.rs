@@ -6,9 +6,10 @@
 //! - [`store`] holds the entries and their outreach state (the due queue); [`crypto`] seals
 //!   them under day keys; [`validate`] checks what comes in; [`sweep`] erases what expired.
 //! - [`service`] is the gRPC surface, [`error`] maps failures to statuses, [`tls`] accepts
-//!   connections and identifies callers by certificate, [`serve`] serves HTTP/2 on them, [`auth`] says which role may call
-//!   what, [`audit`] writes the audit trail, [`throttle`] locks out callers that fail too
-//!   often.
+//!   connections and identifies callers by certificate, [`serve`] serves HTTP/2 on them
+//!   (and refuses requests over `store.max_message_bytes`), [`auth`] says which role may
+//!   call what, [`audit`] writes the audit trail, [`throttle`] locks out callers that fail
+//!   too often; [`reflection`] serves gRPC reflection v1 and v1alpha (the bridge's too).
 //! - [`memory`] locks memory and disables core dumps; [`config`] reads settings; [`reload`]
 //!   reads the certificates again and reopens the audit file on SIGHUP; [`certs`] makes a
 //!   development PKI; [`telemetry`] sets up logs and metrics.
@@ -23,6 +24,7 @@ pub mod denials;
 pub mod error;
 pub mod guid;
 pub mod memory;
+pub mod reflection;
 pub mod reload;
 pub mod serve;
 pub mod server;

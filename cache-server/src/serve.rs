@@ -2,8 +2,8 @@
 //! [`ConnectionThreads`], each an event loop of its own that runs a connection's TLS
 //! handshake ([`tls::handshake`]) and hyper's HTTP/2 server on it; requests for
 //! `contactcache.v1.ContactCache` handed straight to its generated server (GetContact to [`GetContactEncoded`], which
-//! sends a contact's stored encoding as it is), everything else (health, reflection) to
-//! tonic's router.
+//! sends a contact's stored encoding as it is), their bodies held to `store.max_message_bytes`
+//! ([`limit`]), everything else (health, reflection) to tonic's router.
 //!
 //! tonic's own `Server` puts every request through an axum router and a stack of tower
 //! layers (error recovery, load shedding, concurrency limits, `grpc-timeout`) that this
@@ -47,6 +47,7 @@ use crate::{
 };
 
 pub mod idle;
+pub mod limit;
 
 use idle::{Activity, TrackedFuture};
 
@@ -67,8 +68,8 @@ pub struct CacheRoutes {
     pub cache: ContactCacheServer<CacheService>,
     /// GetContact.
     pub get_contact: GetContactEncoded,
-    /// The largest request accepted, in bytes (as the generated server's
-    /// `max_decoding_message_size`).
+    /// The largest request message accepted, in bytes ([`limit`]; the generated server's
+    /// `max_decoding_message_size` too).
     pub max_request_bytes: usize,
 }
 
@@ -93,8 +94,10 @@ impl Service<http::Request<Incoming>> for Dispatch {
             let service = self.routes.get_contact.clone();
             let mut grpc = tonic::server::Grpc::new(Codec1K::<EncodedContact, GetContactRequest>::default())
                 .apply_max_message_size_config(Some(self.routes.max_request_bytes), None);
+            let request = limit::limited(request, self.routes.max_request_bytes);
             idle::tracked(busy, async move { Ok(grpc.unary(service, request).await) })
         } else if path.starts_with(CACHE_PATHS) {
+            let request = limit::limited(request, self.routes.max_request_bytes);
             idle::tracked(busy, TowerService::call(&mut self.routes.cache.clone(), request))
         } else {
             idle::tracked(busy, TowerService::call(&mut self.others.clone(), request))

@@ -18,6 +18,7 @@ use crate::{
     config::Config,
     denials::Denials,
     memory::{self, MemoryError},
+    reflection,
     reload::{self, Reloader, Reloads},
     serve,
     service::{CacheService, Context, GetContactEncoded, Instance},
@@ -56,7 +57,7 @@ pub enum RunError {
     Scheduler(#[from] tokio_cron_scheduler::JobSchedulerError),
     /// Server reflection could not be built.
     #[error("reflection: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
+    Reflection(#[from] reflection::Error),
     /// The random source failed.
     #[error("the operating system's random source failed")]
     Random,
@@ -146,10 +147,11 @@ async fn serve_until(
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<ContactCacheServer<CacheService>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Health and reflection (v1 and v1alpha), listing the cache's service and health.
+    let others = reflection::add(
+        Routes::new(health_service),
+        &[FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET],
+    )?;
     let lockout = &config.lockout;
     // Failed handshakes and calls without a certificate, per peer address: one throttle.
     let handshake_window = jiff::SignedDuration::from_secs(lockout.handshake_window_seconds as i64);
@@ -182,7 +184,6 @@ async fn serve_until(
     ));
     let reloader = Reloader { tls: config.tls.clone(), acceptor: acceptor.clone(), audit: audit.clone() };
     let reload_task = tokio::spawn(reloader.serve(reloads));
-    let others = Routes::new(health_service).add_service(reflection);
     let threads = match config.connection_threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,

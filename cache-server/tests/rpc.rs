@@ -174,19 +174,34 @@ async fn full_cache_answers_resource_exhausted_and_keeps_its_entries() {
 }
 
 #[tokio::test]
-async fn oversized_messages_are_refused() {
-    let server = start(|c| c.store.max_message_bytes = 2048).await;
+async fn oversized_requests_answer_resource_exhausted_naming_the_limit() {
+    // store.max_message_bytes at its default, 16 KiB; each request below carries 8 MiB.
+    let server = start(|_| {}).await;
     let mut c = server.clients().await;
+    let kept = c.put(contact(1)).await;
+    let eight_mib = "c".repeat(8 << 20);
+    let refused = |status: tonic::Status, what: &str| {
+        assert_eq!(status.code(), Code::ResourceExhausted, "{what}: {status:?}");
+        let message = status.message();
+        assert!(
+            message.contains("16384") && message.contains("store.max_message_bytes"),
+            "{what}: {message}"
+        );
+    };
+
     let mut big = contact(5);
-    big.campaign_id = "c".repeat(4096);
-    let status = c.emr("site-1001").put_contact(put(big)).await.unwrap_err();
-    assert_ne!(status.code(), Code::Ok);
-    assert!(matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted | Code::InvalidArgument));
-    let stats = c.admin.stats(StatsRequest {}).await.unwrap().into_inner();
-    assert_eq!(stats.entries, 0);
+    big.campaign_id = eight_mib.clone();
+    refused(c.emr("site-1001").put_contact(put(big)).await.unwrap_err(), "PutContact");
     // GetContact has a route of its own (it sends the stored encoding); the same limit holds.
-    let status = c.outreach.get_contact(GetContactRequest { guid: "g".repeat(4096) }).await.unwrap_err();
-    assert!(matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted), "{status:?}");
+    let status = c.outreach.get_contact(GetContactRequest { guid: eight_mib }).await.unwrap_err();
+    refused(status, "GetContact");
+
+    // Nothing new is held, and the same connections still serve.
+    let stats = c.admin.stats(StatsRequest {}).await.unwrap().into_inner();
+    assert_eq!(stats.entries, 1);
+    let back = c.outreach.get_contact(GetContactRequest { guid: kept }).await.unwrap().into_inner();
+    assert_eq!(back.phone, contact(1).phone);
+    c.put(contact(2)).await;
 }
 
 #[tokio::test]

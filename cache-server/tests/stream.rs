@@ -101,15 +101,17 @@ async fn the_bound_refuses_items_without_stopping_the_stream() {
 }
 
 #[tokio::test]
-async fn an_undecodable_item_ends_the_stream_after_the_earlier_results() {
-    let server = start(|c| c.store.max_message_bytes = 2048).await;
+async fn an_oversized_item_ends_the_stream_resource_exhausted_after_the_earlier_results() {
+    // store.max_message_bytes at its default, 16 KiB; the fourth item carries 8 MiB.
+    let server = start(|_| {}).await;
     let mut c = server.clients().await;
     let good: Vec<_> = rows("contacts.csv").into_iter().filter(|row| row.site_id == "site-1001").collect();
     let mut requests: Vec<_> =
         good.iter().take(3).map(|row| PutContactRequest { contact: Some(row.to_contact()) }).collect();
     let mut huge = good[3].to_contact();
-    huge.campaign_id = "c".repeat(8192);
+    huge.campaign_id = "c".repeat(8 << 20);
     requests.push(PutContactRequest { contact: Some(huge) });
+    requests.push(PutContactRequest { contact: Some(good[4].to_contact()) });
     let mut results =
         c.emr("site-1001").put_contacts(tokio_stream::iter(requests)).await.unwrap().into_inner();
     for i in 0..3 {
@@ -118,7 +120,11 @@ async fn an_undecodable_item_ends_the_stream_after_the_earlier_results() {
         assert!(result.error.is_none());
     }
     let end = results.message().await.unwrap_err();
-    assert_ne!(end.code(), Code::Ok);
+    assert_eq!(end.code(), Code::ResourceExhausted, "{end:?}");
+    assert!(end.message().contains("16384") && end.message().contains("store.max_message_bytes"), "{end:?}");
+    // The three before it are held; nothing of it or after it.
+    let stats = c.admin.stats(StatsRequest {}).await.unwrap().into_inner();
+    assert_eq!(stats.entries, 3);
 }
 
 #[tokio::test]

@@ -199,6 +199,13 @@ impl Db {
         &self.pool
     }
 
+    /// Whether the database answers, for readiness: one read of the ledger's table, a query
+    /// that (unlike `SELECT 1`) reaches SQLite's file and waits on its locks as the pages do.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1 FROM invitations LIMIT 1").fetch_optional(&self.pool).await?;
+        Ok(())
+    }
+
     /// Records an invitation; true if this call created it.
     ///
     /// Recording the same invitation again changes nothing; the same GUID with other

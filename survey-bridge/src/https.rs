@@ -38,24 +38,31 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, cache
 }
 
 /// The pages' TLS configuration in use, replaced whole on reload: handshakes from then on
-/// use the new one; connections already open keep theirs.
+/// use the new one; connections already open keep theirs. It keeps when that
+/// configuration's certificate expires, for readiness ([`crate::probes`]).
 #[derive(Debug)]
-pub struct PagesTls(RwLock<Arc<ServerConfig>>);
+pub struct PagesTls(RwLock<(Arc<ServerConfig>, i64)>);
 
 impl PagesTls {
-    /// Starts with `config`.
-    pub fn new(config: Arc<ServerConfig>) -> PagesTls {
-        PagesTls(RwLock::new(config))
+    /// Starts with `config`, whose certificate expires at `not_after` (Unix seconds).
+    pub fn new(config: Arc<ServerConfig>, not_after: i64) -> PagesTls {
+        PagesTls(RwLock::new((config, not_after)))
     }
 
     /// The configuration for the next handshake.
     pub fn current(&self) -> Arc<ServerConfig> {
-        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0.read().unwrap_or_else(PoisonError::into_inner).0.clone()
     }
 
-    /// Takes `config` for every handshake from now on.
-    pub fn replace(&self, config: Arc<ServerConfig>) {
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = config;
+    /// When the certificate of [`PagesTls::current`] expires, in Unix seconds.
+    pub fn not_after(&self) -> i64 {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).1
+    }
+
+    /// Takes `config`, whose certificate expires at `not_after`, for every handshake from
+    /// now on.
+    pub fn replace(&self, config: Arc<ServerConfig>, not_after: i64) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = (config, not_after);
     }
 }
 

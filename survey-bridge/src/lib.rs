@@ -3,7 +3,8 @@
 //!
 //! Where to look:
 //! - [`server::run`] starts everything; `main.rs` only parses flags.
-//! - [`ledger`] records invitations for the outreach worker (gRPC over mutual TLS).
+//! - [`ledger`] records invitations for the outreach worker (gRPC over mutual TLS, with
+//!   gRPC health and reflection on the same port).
 //! - [`pages`] serves the consent and survey pages ([`html`] renders them, [`https`] accepts
 //!   their connections); [`questionnaire`] is the built-in survey; [`unsubscribe`] is the
 //!   email unsubscribe page and its one-click POST (RFC 8058).
@@ -12,7 +13,8 @@
 //! - [`accounts`] and [`portal`] sign report readers in (argon2id, TOTP) and serve the
 //!   reports, whose numbers [`report`] builds and renders with small cells suppressed.
 //! - [`telemetry`] serves the Prometheus metrics; [`reload`] reads the certificates again
-//!   and reopens the audit file on SIGHUP.
+//!   and reopens the audit file on SIGHUP; [`probes`] answers `/healthz` and `/readyz` on
+//!   the HTTPS port.
 //! - [`fold`] counts the answers waiting in the pool, a whole group at a time, apart from
 //!   their invitations.
 //! - [`outbox`] forwards declines to the cache's `OptOut`, retrying while it is down.
@@ -36,6 +38,7 @@ pub mod outbox;
 pub mod pages;
 pub mod periods;
 pub mod portal;
+pub mod probes;
 pub mod questionnaire;
 pub mod redirect;
 pub mod reload;

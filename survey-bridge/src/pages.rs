@@ -73,8 +73,9 @@ impl HasTrustedProxies for Pages {
 }
 
 /// The routes, with the security headers on every response; `POST /results` when the
-/// webhook is configured; the reports' routes from `portal`.
-pub fn router(pages: Pages, webhook: Option<Webhook>, portal: Router) -> Router {
+/// webhook is configured; the reports' routes from `portal`; the health probes from
+/// `probes` ([`crate::probes`]).
+pub fn router(pages: Pages, webhook: Option<Webhook>, portal: Router, probes: Router) -> Router {
     let csp = HeaderValue::try_from(csp(&pages.campaigns)).unwrap_or_else(|_| HeaderValue::from_static(CSP));
     let mut routes = Router::new()
         .route("/s/{guid}", get(consent))
@@ -90,7 +91,8 @@ pub fn router(pages: Pages, webhook: Option<Webhook>, portal: Router) -> Router 
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .fallback(|| async { page(StatusCode::NOT_FOUND, Lang::En, Message::NotOpen) })
         .with_state(Arc::new(pages))
-        .merge(portal);
+        .merge(portal)
+        .merge(probes);
     if let Some(webhook) = webhook {
         let limit = webhook.max_body_bytes;
         routes = routes.route(

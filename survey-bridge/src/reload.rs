@@ -45,9 +45,9 @@ impl Reloader {
     /// Reopens the audit file and reads the TLS material again. `true` if both worked.
     pub fn reload(&self) -> bool {
         let result = reload::reopen_audit_and(&self.audit, || {
-            let (ledger, pages) = load(&self.tls)?;
-            self.ledger.replace_config(ledger);
-            self.pages.replace(pages);
+            let loaded = load(&self.tls)?;
+            self.ledger.replace_config(loaded.ledger);
+            self.pages.replace(loaded.pages, loaded.not_after);
             Ok(())
         });
         metrics::counter!("bridge_reloads_total", "result" => result).increment(1);
@@ -55,13 +55,24 @@ impl Reloader {
     }
 }
 
+/// The bridge's two TLS configurations, made from the same files.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The ledger's (mutual TLS).
+    pub ledger: Arc<ServerConfig>,
+    /// The pages'.
+    pub pages: Arc<ServerConfig>,
+    /// When the certificate both serve expires, in Unix seconds.
+    pub not_after: i64,
+}
+
 /// The bridge's two TLS configurations from the files `tls` names, at start and at each
 /// reload: the ledger's (mutual TLS) and the pages'. Both are made before either is used:
 /// they serve one certificate, and must not part ways when only one of them can be made.
 /// Publishes when that certificate expires (`bridge_tls_certificate_expiry_timestamp_seconds`).
-pub fn load(tls: &TlsConfig) -> Result<(Arc<ServerConfig>, Arc<ServerConfig>), TlsError> {
+pub fn load(tls: &TlsConfig) -> Result<Loaded, TlsError> {
     let ledger = tls::load_server(&tls.cert, &tls.key, &tls.client_ca)?;
     let pages = https::server_config(&tls.cert, &tls.key)?;
     metrics::gauge!("bridge_tls_certificate_expiry_timestamp_seconds").set(ledger.not_after as f64);
-    Ok((ledger.config, pages))
+    Ok(Loaded { ledger: ledger.config, pages, not_after: ledger.not_after })
 }

@@ -14,7 +14,7 @@ use cache_server::{
 use jiff::SignedDuration;
 use proto::ledger::invitation_ledger_server::InvitationLedgerServer;
 use tokio::{net::TcpListener, sync::watch};
-use tonic::transport::Server;
+use tonic::{service::Routes, transport::Server};
 use tracing::{info, warn};
 
 use crate::{
@@ -26,6 +26,7 @@ use crate::{
     ledger::Ledger,
     outbox::{self, Outbox},
     pages::{self, Pages},
+    probes::Probes,
     questionnaire::Questionnaire,
     redirect,
     reload::Reloader,
@@ -79,6 +80,9 @@ pub enum RunError {
     /// The gRPC server failed.
     #[error("grpc server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The ledger port's server reflection could not be built.
+    #[error("reflection: {0}")]
+    Reflection(#[from] cache_server::reflection::Error),
 }
 
 /// The configured questionnaire, or the built-in one.
@@ -133,11 +137,11 @@ pub async fn run_with_reloads(
         .map(|listener| tokio::spawn(telemetry::serve(listener, db.clone(), config.audit.path.clone())));
 
     // The ledger, for the outreach worker: gRPC over mutual TLS.
-    let (grpc_tls, pages_tls) = crate::reload::load(&config.tls)?;
+    let tls = crate::reload::load(&config.tls)?;
     let handshake_timeout = Duration::from_secs(config.tls.handshake_timeout_seconds);
     // Failed handshakes and calls without a certificate, per peer address: one throttle.
     let peers = Arc::new(Throttle::new(20, SignedDuration::from_mins(1), clock.clone()));
-    let acceptor = Arc::new(Acceptor::new(grpc_tls, handshake_timeout, audit.clone(), peers.clone()));
+    let acceptor = Arc::new(Acceptor::new(tls.ledger, handshake_timeout, audit.clone(), peers.clone()));
     let grpc_addr = listeners.grpc.local_addr()?;
     let (incoming, accept_task) = cache_server::tls::incoming(listeners.grpc, acceptor.clone());
     let ledger = Ledger {
@@ -148,16 +152,24 @@ pub async fn run_with_reloads(
         link_valid_days: config.link_valid_days,
         denials: Arc::new(Denials::new(peers, SignedDuration::from_mins(1), clock.clone())),
     };
+    // gRPC health (SERVING while up, NOT_SERVING once draining) and reflection (v1 and
+    // v1alpha, listing the ledger, health and reflection) beside the ledger. As on the cache,
+    // they answer any TLS client, one without a certificate included (a load balancer's
+    // health check); every ledger RPC still needs the outreach certificate.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<InvitationLedgerServer<Ledger>>().await;
+    let routes = cache_server::reflection::add(
+        Routes::new(health_service).add_service(InvitationLedgerServer::new(ledger)),
+        &[proto::ledger::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET],
+    )?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut grpc_stop = stop_rx.clone();
-    let grpc = tokio::spawn(
-        Server::builder().add_service(InvitationLedgerServer::new(ledger)).serve_with_incoming_shutdown(
-            incoming,
-            async move {
-                let _ = grpc_stop.wait_for(|stop| *stop).await;
-            },
-        ),
-    );
+    let grpc = tokio::spawn(Server::builder().add_routes(routes).serve_with_incoming_shutdown(
+        incoming,
+        async move {
+            let _ = grpc_stop.wait_for(|stop| *stop).await;
+        },
+    ));
 
     // Declines, forwarded to the cache.
     let wake = Arc::new(tokio::sync::Notify::new());
@@ -227,6 +239,10 @@ pub async fn run_with_reloads(
     let trusted_proxies = Arc::new(
         crate::client::TrustedProxies::parse(&config.trusted_proxies).map_err(RunError::TrustedProxies)?,
     );
+    let pages_tls = Arc::new(PagesTls::new(tls.pages, tls.not_after));
+    // Liveness and readiness (database, certificate) on the same port.
+    let probes =
+        crate::probes::router(Probes { db: db.clone(), tls: pages_tls.clone(), clock: clock.clone() });
     let pages = Pages {
         db,
         keys,
@@ -240,14 +256,13 @@ pub async fn run_with_reloads(
         wake,
     };
     let https_addr = listeners.https.local_addr()?;
-    let pages_tls = Arc::new(PagesTls::new(pages_tls));
     let listener = TlsListener::new(listeners.https, pages_tls.clone(), handshake_timeout, trusted_proxies)?;
     let reloader =
         Reloader { tls: config.tls.clone(), pages: pages_tls, ledger: acceptor, audit: audit.clone() };
     let reload_task = tokio::spawn(reloader.serve(reloads));
     let mut https_stop = stop_rx.clone();
-    let app =
-        pages::router(pages, webhook, portal).into_make_service_with_connect_info::<https::ClientAddr>();
+    let app = pages::router(pages, webhook, portal, probes)
+        .into_make_service_with_connect_info::<https::ClientAddr>();
     let web = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -271,6 +286,7 @@ pub async fn run_with_reloads(
 
     shutdown.await;
     info!("shutting down: draining requests in flight");
+    health.set_not_serving::<InvitationLedgerServer<Ledger>>().await;
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let drained = tokio::time::timeout(grace, async {

@@ -1,16 +1,108 @@
 //! RecordInvitation over mutual TLS: idempotent, role-checked, each bad field named; and
 //! the schema keeps GUIDs away from answers. InvitationAnswered: unused, answered, declined,
-//! unknown, expired, malformed, and only for the outreach role.
+//! unknown, expired, malformed, and only for the outreach role. gRPC health and reflection
+//! (v1 and v1alpha) on the same port.
 #![allow(clippy::unwrap_used)]
 
 mod common;
+
+use std::collections::BTreeSet;
 
 use common::{Bridge, databases, guid, invitation, start};
 use jiff::SignedDuration;
 use proto::ledger::InvitationAnsweredRequest;
 use sqlx::Row;
-use tonic::Code;
+use test_support::reflection::{Version, file_containing_symbol, list_services};
+use tonic::{Code, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 use tonic_types::StatusExt;
+
+/// A TLS connection to the ledger port with the bridge's CA but no client certificate, as a
+/// load balancer's health check connects.
+async fn without_certificate(bridge: &Bridge) -> Channel {
+    let ca = std::fs::read_to_string(bridge.dir.path().join("ca.pem")).unwrap();
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+        .domain_name("localhost");
+    Channel::from_shared(format!("https://{}", bridge.grpc))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// A connection to the ledger port presenting the certificate written for `name`.
+async fn certified(bridge: &Bridge, name: &str) -> Channel {
+    test_support::mtls_channel(bridge.dir.path(), name, bridge.grpc).await
+}
+
+const LEDGER: &str = "surveybridge.v1.InvitationLedger";
+
+#[tokio::test]
+async fn health_is_serving_for_any_tls_client_and_not_serving_once_draining() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = start(&common::sqlite(dir.path()), |c| c.shutdown_grace_seconds = 5).await;
+    // The worker, another role, and a client without a certificate: health is no ledger call.
+    let channels = [
+        ("outreach", certified(&bridge, "outreach").await),
+        ("admin", certified(&bridge, "admin").await),
+        ("no certificate", without_certificate(&bridge).await),
+    ];
+    for (who, channel) in &channels {
+        let mut health = HealthClient::new(channel.clone());
+        for service in ["", LEDGER] {
+            let answer = health.check(HealthCheckRequest { service: service.into() }).await;
+            let status = answer.unwrap_or_else(|s| panic!("{who} {service:?}: {s:?}")).into_inner().status();
+            assert_eq!(status, ServingStatus::Serving, "{who} {service:?}");
+        }
+    }
+    // So it is not refused, counted or audited as a call without a certificate.
+    assert!(bridge.audit_lines().iter().all(|l| l["action"] != "AUTH_FAILED"));
+
+    let mut health = HealthClient::new(channels[0].1.clone());
+    let mut watch = health.watch(HealthCheckRequest { service: LEDGER.into() }).await.unwrap().into_inner();
+    assert_eq!(watch.message().await.unwrap().unwrap().status(), ServingStatus::Serving);
+    let stopping = tokio::spawn(bridge.stop());
+    assert_eq!(watch.message().await.unwrap().unwrap().status(), ServingStatus::NotServing);
+    drop((watch, health, channels));
+    stopping.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn reflection_lists_exactly_the_ledger_health_and_reflection_in_both_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = start(&common::sqlite(dir.path()), |_| {}).await;
+    let served: BTreeSet<String> = [
+        LEDGER,
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for who in ["outreach", "admin"] {
+        let channel = certified(&bridge, who).await;
+        for version in Version::ALL {
+            let listed = list_services(channel.clone(), version).await.unwrap();
+            assert_eq!(listed, served, "{who} {version:?}");
+            let files = file_containing_symbol(channel.clone(), version, LEDGER).await.unwrap();
+            assert_eq!(
+                files,
+                [("surveybridge/v1/ledger.proto".to_string(), vec!["InvitationLedger".to_string()])],
+                "{who} {version:?}"
+            );
+            // The cache's contract is the cache's: not described here.
+            let cache =
+                file_containing_symbol(channel.clone(), version, "contactcache.v1.ContactCache").await;
+            assert_eq!(cache.unwrap_err().code(), Code::NotFound, "{who} {version:?}");
+        }
+    }
+}
 
 #[tokio::test]
 async fn recording_is_idempotent_and_conflicts_are_refused() {
@@ -56,18 +148,7 @@ async fn calls_without_a_certificate_are_throttled_and_audited_a_few_lines_per_w
     let dir = tempfile::tempdir().unwrap();
     let bridge = start(&common::sqlite(dir.path()), |_| {}).await;
     let mut outreach = bridge.ledger_as("outreach").await;
-    // TLS with the bridge's CA but no client certificate (as a health checker connects).
-    let ca = std::fs::read_to_string(bridge.dir.path().join("ca.pem")).unwrap();
-    let tls = tonic::transport::ClientTlsConfig::new()
-        .ca_certificate(tonic::transport::Certificate::from_pem(ca))
-        .domain_name("localhost");
-    let channel = tonic::transport::Channel::from_shared(format!("https://{}", bridge.grpc))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = without_certificate(&bridge).await;
     let mut anonymous = proto::ledger::invitation_ledger_client::InvitationLedgerClient::new(channel);
     for _ in 0..1_000 {
         let status = anonymous

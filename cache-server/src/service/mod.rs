@@ -292,7 +292,7 @@ impl CacheService {
 }
 
 /// Counts one answer of `rpc`.
-fn observe<T>(rpc: Rpc, result: &Result<T, Status>) {
+pub(crate) fn observe<T>(rpc: Rpc, result: &Result<T, Status>) {
     metrics::counter!("cache_requests_total", "rpc" => rpc.as_str(), "code" => code_name(result))
         .increment(1);
 }
