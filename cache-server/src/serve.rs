@@ -11,7 +11,8 @@
 //! [`Peer`] goes into every request's extensions, as tonic's `connect_info` did. A client's
 //! `grpc-timeout` is not enforced here: a client that gives up resets its stream, which
 //! drops the call. A connection with no call in flight for `idle_timeout_seconds` is
-//! closed ([`idle`]), which frees (and so zeroes) the buffers that carried its calls.
+//! closed ([`idle`]), which frees (and so zeroes) all it holds; the bytes of its calls are
+//! wiped from its buffers before that ([`tls::wipe`], vendor/README.md).
 
 use std::{
     convert::Infallible,

@@ -43,6 +43,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 use tracing::{debug, error, warn};
 
+pub mod wipe;
+
+use wipe::Wiped;
+
 use crate::{
     audit::{Action, Actor, Audit, Event},
     auth::{Caller, IdentityError, caller_from_certificate},
@@ -156,7 +160,7 @@ pub struct Peer {
 /// audit log finishes many calls at once (BENCHMARKS.md).
 #[derive(Debug)]
 pub struct PeerStream {
-    inner: TlsStream<TcpStream>,
+    inner: TlsStream<Wiped<TcpStream>>,
     peer: Arc<Peer>,
     gather: Gather,
 }
@@ -239,7 +243,7 @@ impl AsyncWrite for PeerStream {
     }
 }
 
-fn identify(tls: &TlsStream<TcpStream>) -> Result<Caller, IdentityError> {
+fn identify(tls: &TlsStream<Wiped<TcpStream>>) -> Result<Caller, IdentityError> {
     let (_, session) = tls.get_ref();
     let leaf =
         session.peer_certificates().and_then(|certs| certs.first()).ok_or(IdentityError::NoCertificate)?;
@@ -332,7 +336,7 @@ pub async fn accept(listener: &TcpListener, acceptor: &Acceptor) -> (TcpStream, 
 /// audited and held against the peer, and gives `None`.
 pub async fn handshake(acceptor: &Acceptor, tcp: TcpStream, peer: SocketAddr) -> Option<PeerStream> {
     let tls = TlsAcceptor::from(acceptor.config());
-    match tokio::time::timeout(acceptor.handshake_timeout, tls.accept(tcp)).await {
+    match tokio::time::timeout(acceptor.handshake_timeout, tls.accept(Wiped(tcp))).await {
         Ok(Ok(stream)) => {
             let identity = identify(&stream).map(Arc::new);
             let peer = Arc::new(Peer { addr: peer, identity });

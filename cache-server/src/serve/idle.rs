@@ -1,13 +1,13 @@
 //! Idle connections: a connection with no call in flight for `idle_timeout_seconds` is told
 //! to go away (HTTP/2 GOAWAY) and closed.
 //!
-//! The bytes of the calls a connection carried stay in its buffers while it is open: rustls
-//! decrypts each record in place and keeps its read buffer, h2 keeps the frames it has
-//! parsed in its own, and neither wipes what it has used. Closing frees them, and the
-//! daemon's allocator (`zeroizing_alloc`, see `main.rs`) zeroes what is freed; so a
-//! contact stays in a connection's memory at most about the idle timeout after its call
-//! (BENCHMARKS.md measures what reconnecting costs a client). Clients reconnect on their
-//! next call: tonic's `Channel` does so by itself.
+//! The bytes of a connection's calls are wiped from its buffers while it stays open (rustls's
+//! by [`crate::tls::wipe`], h2's by its patched copy, vendor/README.md). Closing idle
+//! connections is the second line: it frees everything a connection holds (its TLS state,
+//! HPACK tables, buffers), and the daemon's allocator (`zeroizing_alloc`, see `main.rs`)
+//! zeroes what is freed, whatever a future version of rustls or h2 keeps. BENCHMARKS.md
+//! measures what reconnecting costs a client. Clients reconnect on their next call: tonic's
+//! `Channel` does so by itself.
 
 use std::{
     convert::Infallible,
