@@ -8,6 +8,7 @@ use cache_server::{
     clock::Clock,
     denials::Denials,
     reload::Reloads,
+    serve::limit,
     throttle::Throttle,
     tls::Acceptor,
 };
@@ -33,6 +34,10 @@ use crate::{
     results::{self, Reconciler, Webhook},
     telemetry,
 };
+
+/// The largest request message on the ledger port: tonic's default decoding limit (a
+/// RecordInvitation is a few hundred bytes).
+const LEDGER_MAX_MESSAGE_BYTES: usize = 4 << 20;
 
 /// The sockets the bridge serves on, bound by the caller.
 #[derive(Debug)]
@@ -164,7 +169,13 @@ pub async fn run_with_reloads(
     )?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut grpc_stop = stop_rx.clone();
-    let grpc = tokio::spawn(Server::builder().add_routes(routes).serve_with_incoming_shutdown(
+    // A request message over the limit is refused with RESOURCE_EXHAUSTED from its length
+    // prefix, as on the cache (tonic's own limit would answer OUT_OF_RANGE).
+    let held = tower::util::MapRequestLayer::new(|request: http::Request<tonic::body::Body>| {
+        limit::limited_naming(request, LEDGER_MAX_MESSAGE_BYTES, "the ledger's limit")
+            .map(tonic::body::Body::new)
+    });
+    let grpc = tokio::spawn(Server::builder().layer(held).add_routes(routes).serve_with_incoming_shutdown(
         incoming,
         async move {
             let _ = grpc_stop.wait_for(|stop| *stop).await;

@@ -334,3 +334,20 @@ async fn only_the_outreach_role_may_ask_whether_answered() {
     assert_eq!(denied.len(), 3, "{lines:?}");
     assert!(answered(&bridge, &g).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_request_message_over_the_limit_is_refused_resource_exhausted_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = common::sqlite(dir.path());
+    let bridge = start(&url, |_| {}).await;
+    let mut ledger = bridge.ledger_as("outreach").await;
+    let mut huge = invitation(&guid(), "prov-a1", "en", bridge.clock.now());
+    huge.campaign_id = "c".repeat(5 << 20);
+    let refused = ledger.record_invitation(huge).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("over the limit of 4194304 bytes"), "{}", refused.message());
+    // The connection and the ledger still serve.
+    let g = guid();
+    let ok = ledger.record_invitation(invitation(&g, "prov-a1", "en", bridge.clock.now())).await.unwrap();
+    assert!(ok.get_ref().created);
+}

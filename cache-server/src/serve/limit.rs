@@ -25,24 +25,38 @@ const PREFIX: usize = 5;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The status of a message of `len` bytes over `limit`.
-pub fn too_large(len: usize, limit: usize) -> Status {
+/// The status of a message of `len` bytes over `limit`, the limit `setting` sets.
+pub fn too_large(len: usize, limit: usize, setting: &str) -> Status {
     Status::resource_exhausted(format!(
-        "the request message is {len} bytes, over the limit of {limit} bytes (store.max_message_bytes)"
+        "the request message is {len} bytes, over the limit of {limit} bytes ({setting})"
     ))
 }
 
-/// `request` with its body held to messages of at most `limit` bytes (see [`Limited`]).
+/// `request` to the cache with its body held to messages of at most `limit` bytes
+/// (`store.max_message_bytes`; see [`Limited`]).
 pub fn limited<B>(request: http::Request<B>, limit: usize) -> http::Request<Limited<B>> {
     // A unary call refused here never reaches its handler, which would have counted its
     // answer; PutContacts' handler counts the status that ends its stream itself.
     let method = request.uri().path().rsplit('/').next().unwrap_or_default();
     let count_as = Rpc::ALL.into_iter().find(|rpc| rpc.as_str() == method && *rpc != Rpc::PutContacts);
+    let mut request = limited_naming(request, limit, "store.max_message_bytes");
+    request.body_mut().count_as = count_as;
+    request
+}
+
+/// `request` to another gRPC server (the survey bridge's ledger) with its body held to
+/// messages of at most `limit` bytes, a refusal naming `setting`; nothing is counted.
+pub fn limited_naming<B>(
+    request: http::Request<B>,
+    limit: usize,
+    setting: &'static str,
+) -> http::Request<Limited<B>> {
     request.map(|body| Limited {
         body,
         limit,
+        setting,
         prefixes: Prefixes::default(),
-        count_as,
+        count_as: None,
         refusal: None,
         ended: false,
     })
@@ -53,6 +67,8 @@ pub fn limited<B>(request: http::Request<B>, limit: usize) -> http::Request<Limi
 pub struct Limited<B> {
     body: B,
     limit: usize,
+    /// What sets the limit, named in the refusal.
+    setting: &'static str,
     prefixes: Prefixes,
     /// The RPC to count a refusal against in `cache_requests_total`, if its handler will not.
     count_as: Option<Rpc>,
@@ -65,7 +81,7 @@ pub struct Limited<B> {
 impl<B> Limited<B> {
     /// The refusal of a message of `len` bytes: counted now, given by the next poll.
     fn refuse(&mut self, len: usize) {
-        let status = too_large(len, self.limit);
+        let status = too_large(len, self.limit, self.setting);
         if let Some(rpc) = self.count_as {
             service::observe::<()>(rpc, &Err(status.clone()));
         }
