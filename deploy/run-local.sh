@@ -6,29 +6,66 @@
 #   survey-bridge    https://localhost:8443 (pages, reports), ledger 127.0.0.1:50052,
 #                    http://localhost:8080 redirects, metrics 127.0.0.1:9466
 #   outreach-worker  metrics 127.0.0.1:9465; LOCAL-ONLY channels: SMS to a file outbox,
-#                    email to a local mail sink (Debian's python3-aiosmtpd on 127.0.0.1:2525,
-#                    a Maildir), quiet hours off so that the demonstration sends at any hour
+#                    email to the worker's own Maildir outbox (email_outbox), quiet hours off
+#                    so that the demonstration sends at any hour
 #
 # Everything lives in ./state: a development CA and keys, SQLite files, audit logs, the
 # outboxes. Ctrl-C stops all of it cleanly. Run it again to start again with the same state:
 # the cache starts empty, by design, so the sample is pushed again (new GUIDs); patients who
 # declined or unsubscribed stay on the suppression list and get nothing.
+#
+# Needs only bash, the usual base tools (coreutils, awk, sed, grep, find) and Rust with a C
+# compiler to build. Optional: curl, to read the metrics by hand (a note says so when it is
+# missing; the script itself reads them over bash's /dev/tcp).
+#
+# Settings, by environment:
+#   RUN_LOCAL_STATE=DIR       the state directory (default ./state), e.g. a temporary one
+#   RUN_LOCAL_BIN_DIR=DIR     use the binaries already built in DIR (e.g. target/debug)
+#                             instead of `cargo build --release`
+#   RUN_LOCAL_UNTIL_SENT=1    unattended (CI): start everything, push the sample, wait until
+#                             its invitations are in the outboxes, print the summary, stop
+#                             everything and exit 0; exit 1 with the reason on failure
+#   RUN_LOCAL_TIMEOUT=SECONDS how long to wait for the sends (default 180)
+# Any arguments are passed to the cache server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-state=state
+state=${RUN_LOCAL_STATE:-state}
 certs=$state/certs
+until_sent=${RUN_LOCAL_UNTIL_SENT:-0}
+timeout=${RUN_LOCAL_TIMEOUT:-180}
 mkdir -p "$state" "$state/emr"
-if ! /usr/bin/python3 -c "import aiosmtpd" 2>/dev/null; then
-  echo "run-local: the local mail sink needs Debian's aiosmtpd: apt-get install python3-aiosmtpd" >&2
-  exit 69
+
+fail() {
+  echo "run-local: $*" >&2
+  exit 1
+}
+
+command -v curl >/dev/null || echo "note: curl is not installed (optional): the metrics addresses below need an HTTP client to read by hand"
+
+# Every port this run serves must be free: a daemon left over from another run would answer
+# in place of the new one.
+ports=(50051 9464 8443 8080 50052 9466 9465)
+for port in "${ports[@]}"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "run-local: 127.0.0.1:$port is already in use (another run-local?); stop it first" >&2
+    exit 69
+  fi
+done
+
+if [[ -n ${RUN_LOCAL_BIN_DIR:-} ]]; then
+  bindir=$RUN_LOCAL_BIN_DIR
+  for b in cache-server survey-bridge outreach-worker emr-connector; do
+    [[ -x $bindir/$b ]] || fail "$bindir/$b is missing: build it first (cargo build -p $b)"
+  done
+else
+  cargo build --release -p cache-server -p survey-bridge -p outreach-worker -p emr-connector
+  bindir=${CARGO_TARGET_DIR:-target}/release
 fi
-cargo build --release -p cache-server -p survey-bridge -p outreach-worker -p emr-connector
-release=${CARGO_TARGET_DIR:-target}/release
-bin=$release/cache-server
-bridge=$release/survey-bridge
-worker=$release/outreach-worker
-connector=$release/emr-connector
+bin=$bindir/cache-server
+bridge=$bindir/survey-bridge
+worker=$bindir/outreach-worker
+connector=$bindir/emr-connector
 
 if [[ ! -f $certs/survey-bridge-secret.key ]]; then
   "$bin" certs --out "$certs"
@@ -36,8 +73,6 @@ fi
 if [[ ! -f $certs/suppression.key ]]; then
   (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$certs/suppression.key")
 fi
-mkdir -p "$state/mail/cur" "$state/mail/new" "$state/mail/tmp"
-
 extra=() worker_extra=()
 if [[ $(id -u) -ne 0 ]]; then
   echo "note: not root, so memory cannot be locked past RLIMIT_MEMLOCK; starting the cache and the worker unlocked (development only)"
@@ -74,43 +109,94 @@ worker_args=(--config deploy/outreach-worker.example.toml \
   --set "cache.key=$certs/outreach.key" \
   --set "bridge.ca=$certs/ca.pem" --set "bridge.cert=$certs/outreach.pem" \
   --set "bridge.key=$certs/outreach.key" \
-  --set "email.host=127.0.0.1" --set "email.port=2525" --set "email.tls=none" \
+  --set "email_outbox=$state/mail" \
   --set "sms.outbox=$state/sms-outbox.jsonl" \
   --set "quiet_hours.enabled=false" \
   --set "sms.per_second=50" --set "email.per_second=50" \
   --set "worker.poll_seconds=1" "${worker_extra[@]}")
 
-pids=()
+pids=() names=()
+# SIGTERM to every daemon (the worker first, so that its sends under way finish while the
+# cache and the bridge still answer), then up to 30 seconds for each to exit. Returns 1 when
+# one had to be killed or exited with an error.
+stop_all() {
+  local clean=0 i pid status
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${pids[i]}" 2>/dev/null || true
+  done
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    pid=${pids[i]}
+    for _ in $(seq 1 300); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "run-local: ${names[i]} did not stop within 30 s; killed" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+      clean=1
+    fi
+    status=0
+    wait "$pid" 2>/dev/null || status=$?
+    if ((status != 0)); then
+      echo "run-local: ${names[i]} exited with status $status; see $state/${names[i]}.log" >&2
+      clean=1
+    fi
+  done
+  pids=()
+  return "$clean"
+}
 stop() {
   trap - INT TERM EXIT
   echo
-  echo "stopping: worker, bridge, cache, mail sink"
-  kill -TERM "${pids[@]}" 2>/dev/null || true
-  wait "${pids[@]}" 2>/dev/null || true
+  echo "stopping: worker, bridge, cache"
+  stop_all || true
 }
 trap stop INT TERM EXIT
+
+start() {
+  local name=$1
+  shift
+  "$@" 2>>"$state/$name.log" &
+  pids+=($!)
+  names+=("$name")
+}
+
+# Whether every daemon started so far still runs; names the first that does not.
+all_running() {
+  local i
+  for i in "${!pids[@]}"; do
+    if ! kill -0 "${pids[i]}" 2>/dev/null; then
+      echo "run-local: ${names[i]} stopped; see $state/${names[i]}.log" >&2
+      return 1
+    fi
+  done
+}
 
 wait_port() {
   for _ in $(seq 1 300); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    all_running || exit 69
     sleep 0.1
   done
   echo "run-local: nothing listens on 127.0.0.1:$1; see the logs in $state/" >&2
   exit 69
 }
 
-/usr/bin/python3 -m aiosmtpd -n -l 127.0.0.1:2525 -c aiosmtpd.handlers.Mailbox "$state/mail" \
-  2>>"$state/mail-sink.log" &
-pids+=($!)
-"$bin" "${cache_args[@]}" 2>>"$state/cache-server.log" &
-pids+=($!)
-"$bridge" "${bridge_args[@]}" 2>>"$state/survey-bridge.log" &
-pids+=($!)
-wait_port 2525
+# The value of the metric $2 at 127.0.0.1:$1/metrics (no labels), or nothing: plain HTTP over
+# bash's /dev/tcp, so that no HTTP client is needed.
+metric() {
+  local port=$1 name=$2
+  timeout 5 bash -c '
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 0
+    printf "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nConnection: close\r\n\r\n" "$1" >&3
+    cat <&3' _ "$port" 2>/dev/null | tr -d '\r' | awk -v name="$name" '$1 == name { print $2 }' || true
+}
+
+start cache-server "$bin" "${cache_args[@]}"
+start survey-bridge "$bridge" "${bridge_args[@]}"
 wait_port 50051
 wait_port 8443
-"$worker" "${worker_args[@]}" 2>>"$state/outreach-worker.log" &
-pids+=($!)
+start outreach-worker "$worker" "${worker_args[@]}"
 wait_port 9465
 
 # The demonstration's report reader: a provider of site-1001. Re-runs reset the password.
@@ -121,6 +207,12 @@ else
     --site site-1001 --provider prov-a1)
 fi
 password=$(sed -n 's/.*password: \([^ ]*\).*/\1/p' <<<"$account" | head -n 1)
+
+# Invitations in the outboxes: SMS lines, email files; counted before the push too, since
+# the outboxes of an earlier run stay.
+count_sms() { if [[ -f $state/sms-outbox.jsonl ]]; then wc -l <"$state/sms-outbox.jsonl"; else echo 0; fi; }
+count_mail() { find "$state/mail/new" -type f 2>/dev/null | wc -l; }
+sms_before=$(count_sms) mail_before=$(count_mail)
 
 # The EMR side: the sample export split by site (one connector certificate per site),
 # pushed with the reference connector. The GUID maps are the clinic's to keep; the old ones
@@ -136,14 +228,17 @@ for site in site-1001 site-1002 site-1003; do
 done
 
 echo "waiting for the worker to send..."
-for _ in $(seq 1 120); do
-  left=$(curl -s http://127.0.0.1:9464/metrics | awk '$1 == "cache_entries" { print $2 }')
-  [[ ${left:-1} == 0 ]] && break
+left=
+deadline=$((SECONDS + timeout))
+while ((SECONDS < deadline)); do
+  all_running || fail "a daemon stopped while the sample was being sent"
+  left=$(metric 9464 cache_entries)
+  [[ $left == 0 ]] && break
   sleep 1
 done
-sms_count=$(wc -l <"$state/sms-outbox.jsonl" 2>/dev/null || echo 0)
-mail_count=$(find "$state/mail/new" -type f | wc -l)
-links=$(grep -ho 'https://localhost:8443/s/[0-9a-f-]\{36\}' "$state/sms-outbox.jsonl" 2>/dev/null | head -n 3 || true)
+sms_count=$(count_sms)
+mail_count=$(count_mail)
+links=$(grep -ho 'https://localhost:8443/s/[0-9a-f-]\{36\}' "$state/sms-outbox.jsonl" 2>/dev/null | tail -n 3 || true)
 
 cat <<MSG
 
@@ -175,6 +270,24 @@ EMR connector    GUID maps in $state/emr/*.guids.csv; push more with
                  $connector push --help
 Configs          deploy/*.example.toml, overridden by the flags in this script.
 
-Ctrl-C stops everything.
 MSG
+
+if [[ $until_sent == 1 ]]; then
+  sent_sms=$((sms_count - sms_before)) sent_mail=$((mail_count - mail_before))
+  echo "this run: $sent_sms SMS and $sent_mail email sent; ${left:-an unknown number of} contact(s) left in the cache"
+  trap - INT TERM EXIT
+  echo "stopping: worker, bridge, cache"
+  if [[ $left != 0 ]]; then
+    stop_all || true
+    fail "timed out after ${timeout}s: the cache still holds ${left:-an unknown number of} contact(s); see $state/*.log"
+  fi
+  if ((sent_sms == 0 || sent_mail == 0)); then
+    stop_all || true
+    fail "the cache is empty but an outbox got nothing ($sent_sms SMS, $sent_mail email); see $state/outreach-worker.log"
+  fi
+  stop_all || fail "not every daemon stopped cleanly"
+  echo "run-local: all stopped cleanly"
+  exit 0
+fi
+echo "Ctrl-C stops everything."
 wait "${pids[@]}"

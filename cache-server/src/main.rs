@@ -1,9 +1,10 @@
 //! `cache-server`: parses flags and config, starts logging, binds, and calls
 //! [`cache_server::run`].
 //!
-//! Exit codes: 0 after a clean shutdown; 64 for bad flags or configuration; 69 when a
-//! listener cannot be bound; 71 when memory cannot be protected; 70 for anything else
-//! (including an audit log that cannot be opened or written at start).
+//! Exit codes (`EXIT_CODES`, also in `--help`): 0 after a clean shutdown; 64 for bad flags
+//! or configuration; 69 when a listener cannot be bound; 71 when memory cannot be protected
+//! (or SIGHUP cannot be watched); 70 for anything else (including an audit log that cannot
+//! be opened or written at start).
 //!
 //! Signals: SIGTERM or SIGINT drain and stop (erasing every contact); SIGHUP reads the
 //! certificates again and reopens the audit file (see [`cache_server::reload`]).
@@ -26,9 +27,18 @@ const EX_SOFTWARE: u8 = 70;
 const EX_UNAVAILABLE: u8 = 69;
 const EX_OSERR: u8 = 71;
 
+/// What each exit code means, for `--help`.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   clean shutdown (SIGTERM or SIGINT), or a subcommand that succeeded
+  64  bad flags or configuration, or a bad GUID or key file for audit-hash (EX_USAGE)
+  69  a listener cannot be bound (EX_UNAVAILABLE)
+  70  anything else, e.g. an audit log that cannot be opened or written at start (EX_SOFTWARE)
+  71  memory cannot be locked (see --allow-unlocked) or SIGHUP cannot be watched (EX_OSERR)";
+
 /// Contact details in locked, encrypted RAM under random GUIDs, over gRPC/TLS.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -55,6 +65,13 @@ enum Command {
         /// Sites to make EMR connector certificates for.
         #[arg(long, value_delimiter = ',', default_value = "site-1001,site-1002,site-1003")]
         sites: Vec<String>,
+    },
+    /// Write the manual page (roff) to stdout, or with DIR every page (NAME.1 and one per
+    /// subcommand) into DIR; for the Debian package.
+    #[command(hide = true)]
+    Man {
+        /// The directory to write the pages into.
+        dir: Option<PathBuf>,
     },
     /// Print the audit hash of each GUID, to find its events in the audit log.
     AuditHash {
@@ -125,6 +142,7 @@ impl ServeArgs {
 }
 
 fn main() -> ExitCode {
+    // `--help` and `--version` print and exit 0; any other flag problem exits 64.
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {
@@ -147,7 +165,31 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Some(Command::Serve(args)) => serve(&args),
+        Some(Command::Man { dir }) => man(dir.as_deref()),
         None => serve(&cli.serve),
+    }
+}
+
+/// `cache-server man [DIR]`: the manual page of these flags and subcommands on stdout, or every page
+/// (cache-server.1 and one per subcommand) written into DIR. Needs no configuration;
+/// `.ci/packages` installs the pages.
+fn man(dir: Option<&std::path::Path>) -> ExitCode {
+    let command = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    let written = match dir {
+        Some(dir) => clap_mangen::generate_to(command, dir),
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command)
+                .render(&mut page)
+                .and_then(|()| std::io::Write::write_all(&mut std::io::stdout(), &page))
+        }
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cache-server: man: {e}");
+            ExitCode::from(EX_SOFTWARE)
+        }
     }
 }
 

@@ -2,7 +2,11 @@
 //! deploy: they carry the hardening they promise (read in Rust, always), name the users,
 //! directories and files the example configurations use, give the daemons that hold
 //! contacts `CAP_IPC_LOCK` and an unlimited `RLIMIT_MEMLOCK` and the others no capability at
-//! all, and wait longer at stop than each daemon's own grace. When the tools are here:
+//! all, and wait longer at stop than each daemon's own grace. The per-daemon cuts of
+//! sysusers.conf and tmpfiles.conf are their lines exactly, and each crate's
+//! `[package.metadata.deb]` installs the binary where the unit runs it and the daemon's own
+//! files where they belong (`.ci/packages` builds, installs and purges the packages for
+//! real). When the tools are here:
 //! `systemd-analyze verify` and `systemd-analyze security --offline` on the units, and
 //! `systemd-sysusers` + `systemd-tmpfiles` applied to a scratch root (as root only).
 //!
@@ -23,7 +27,7 @@ use std::{
 };
 
 use cache_server::config::{Config, load_layered};
-use deploy::{DAEMONS, Daemon, deploy, have, is_root, read, run};
+use deploy::{DAEMONS, Daemon, deploy, have, is_root, read, repo, run};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------
@@ -238,7 +242,8 @@ fn units_write_only_where_the_example_configurations_write_and_read_their_files_
         }
 
         let exec: Vec<&str> = unit.service("ExecStart").split_whitespace().collect();
-        let binary = format!("/usr/local/bin/{}", daemon.binary);
+        // /usr/bin: where the Debian package puts it (and OPERATIONS.md by hand).
+        let binary = format!("/usr/bin/{}", daemon.binary);
         let expected: Vec<&str> = match daemon.unit {
             "cache-server" => vec![&binary, "serve", "--config", daemon.config_file],
             _ => vec![&binary, "--config", daemon.config_file],
@@ -336,6 +341,44 @@ fn sysusers_and_tmpfiles_declare_each_units_user_and_directories() {
             let path = path.to_str().unwrap();
             assert_eq!(dir(path)[2..5], ["0700", daemon.user, daemon.user], "{path}");
         }
+        // The configuration file: root's, readable by the daemon's group only (the Debian
+        // package ships it root:root; its postinst's tmpfiles pass gives it the group).
+        let file = dirs
+            .iter()
+            .find(|f| f[0] == "z" && f[1] == daemon.config_file)
+            .unwrap_or_else(|| panic!("tmpfiles.conf: no z line for {}", daemon.config_file));
+        assert_eq!(file[2..5], ["0640", "root", daemon.user], "{}", daemon.config_file);
+    }
+}
+
+/// The lines of `systemd/<kind>.d/<daemon>.conf` (what the daemon's package installs).
+fn own_table(kind: &str, daemon: &Daemon) -> Vec<Vec<String>> {
+    table(&format!("systemd/{kind}.d/{}.conf", daemon.unit))
+}
+
+#[test]
+fn each_package_ships_exactly_its_daemons_lines_of_sysusers_and_tmpfiles() {
+    // One source of truth in two cuts: the combined files (installed by hand) are the
+    // per-daemon files (installed by the packages) one after the other, line for line.
+    for kind in ["sysusers", "tmpfiles"] {
+        let own: Vec<Vec<String>> = DAEMONS.iter().flat_map(|d| own_table(kind, d)).collect();
+        assert_eq!(table(&format!("systemd/{kind}.conf")), own, "{kind}.conf against {kind}.d/*.conf");
+    }
+    // And each package's files name only its own daemon's user, directories and files.
+    for daemon in &DAEMONS {
+        let name = daemon.unit;
+        let users = own_table("sysusers", daemon);
+        assert_eq!(users.len(), 1, "sysusers.d/{name}.conf: {users:?}");
+        assert_eq!(users[0][..2], ["u", daemon.user], "sysusers.d/{name}.conf");
+        let writes = writable_dirs(daemon, &example(daemon));
+        for line in own_table("tmpfiles", daemon) {
+            let path = Path::new(&line[1]);
+            assert!(
+                path.starts_with(daemon.config_dir) || writes.iter().any(|dir| path.starts_with(dir)),
+                "tmpfiles.d/{name}.conf: {} is not {name}'s",
+                line[1]
+            );
+        }
     }
 }
 
@@ -361,29 +404,49 @@ fn sysusers_and_tmpfiles_apply_to_a_scratch_root() {
         eprintln!("note: not root; skipping systemd-sysusers/systemd-tmpfiles on a scratch root");
         return;
     }
+    // The combined files on one root, as OPERATIONS.md installs them by hand.
+    let root = scratch_root_with(&[deploy("systemd/sysusers.conf")], &[deploy("systemd/tmpfiles.conf")]);
+    for daemon in &DAEMONS {
+        assert_directories(root.path(), daemon);
+    }
+    // Each package's pair alone on a root of its own, as its postinst runs them: nothing it
+    // needs comes from another package's lines.
+    for daemon in &DAEMONS {
+        let own = |kind: &str| deploy(&format!("systemd/{kind}.d/{}.conf", daemon.unit));
+        let root = scratch_root_with(&[own("sysusers")], &[own("tmpfiles")]);
+        assert_directories(root.path(), daemon);
+    }
+}
+
+/// A scratch root with only root in its passwd and group, after `systemd-sysusers` and then
+/// `systemd-tmpfiles --create` of these files.
+fn scratch_root_with(sysusers: &[PathBuf], tmpfiles: &[PathBuf]) -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     let etc = root.path().join("etc");
     fs::create_dir(&etc).unwrap();
     fs::write(etc.join("passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
     fs::write(etc.join("group"), "root:x:0:\n").unwrap();
     let root_arg = format!("--root={}", root.path().display());
-    run(Command::new("systemd-sysusers").arg(&root_arg).arg(deploy("systemd/sysusers.conf")));
-    run(Command::new("systemd-tmpfiles").arg(&root_arg).arg("--create").arg(deploy("systemd/tmpfiles.conf")));
+    run(Command::new("systemd-sysusers").arg(&root_arg).args(sysusers));
+    run(Command::new("systemd-tmpfiles").arg(&root_arg).arg("--create").args(tmpfiles));
+    root
+}
 
-    for daemon in &DAEMONS {
-        let uid = uid_in(root.path(), daemon.user);
-        let inside = |path: &Path| root.path().join(path.strip_prefix("/").unwrap());
-        let config_dir = fs::metadata(inside(Path::new(daemon.config_dir))).unwrap();
-        assert_eq!(
-            (config_dir.uid(), config_dir.permissions().mode() & 0o7777),
-            (0, 0o750),
-            "{}",
-            daemon.config_dir
-        );
-        for path in writable_dirs(daemon, &example(daemon)) {
-            let meta = fs::metadata(inside(&path)).unwrap();
-            assert_eq!((meta.uid(), meta.permissions().mode() & 0o7777), (uid, 0o700), "{}", path.display());
-        }
+/// The daemon's configuration directory (root's, 0750) and the directories it writes (its
+/// user's, 0700) under `root`.
+fn assert_directories(root: &Path, daemon: &Daemon) {
+    let uid = uid_in(root, daemon.user);
+    let inside = |path: &Path| root.join(path.strip_prefix("/").unwrap());
+    let config_dir = fs::metadata(inside(Path::new(daemon.config_dir))).unwrap();
+    assert_eq!(
+        (config_dir.uid(), config_dir.permissions().mode() & 0o7777),
+        (0, 0o750),
+        "{}",
+        daemon.config_dir
+    );
+    for path in writable_dirs(daemon, &example(daemon)) {
+        let meta = fs::metadata(inside(&path)).unwrap();
+        assert_eq!((meta.uid(), meta.permissions().mode() & 0o7777), (uid, 0o700), "{}", path.display());
     }
 }
 
@@ -403,7 +466,7 @@ fn units_with_stub_binaries() -> (tempfile::TempDir, Vec<PathBuf>) {
         fs::write(&stub, "#!/bin/sh\nexit 0\n").unwrap();
         fs::set_permissions(&stub, fs::Permissions::from_mode(0o755)).unwrap();
         let text = read(&deploy(&format!("systemd/{}.service", daemon.unit)))
-            .replace("/usr/local/bin/", &format!("{}/", bin.display()));
+            .replace("ExecStart=/usr/bin/", &format!("ExecStart={}/", bin.display()));
         let path = scratch.path().join(format!("{}.service", daemon.unit));
         fs::write(&path, text).unwrap();
         units.push(path);
@@ -449,5 +512,152 @@ fn systemd_analyze_verifies_the_units() {
             unit.display(),
             String::from_utf8_lossy(&output.stdout)
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The Debian packages: [package.metadata.deb] of each crate (cargo-deb; .ci/packages builds,
+// installs, checks and purges them)
+// ---------------------------------------------------------------------------------------
+
+/// `[package.metadata.deb]` of the crate in the directory `name`, as JSON.
+fn deb_metadata(name: &str) -> Value {
+    use figment::providers::{Format, Toml};
+    let manifest = repo().join(name).join("Cargo.toml");
+    let toml: Value = figment::Figment::from(Toml::file_exact(&manifest))
+        .extract()
+        .unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+    toml.pointer("/package/metadata/deb")
+        .cloned()
+        .unwrap_or_else(|| panic!("{}: no [package.metadata.deb]", manifest.display()))
+}
+
+/// The assets of a package: source (relative to the crate), destination, mode.
+fn assets(name: &str, deb: &Value) -> Vec<[String; 3]> {
+    let list = deb["assets"].as_array().unwrap_or_else(|| panic!("{name}: no assets"));
+    let assets: Vec<[String; 3]> = list
+        .iter()
+        .map(|asset| {
+            let parts: Vec<String> =
+                asset.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+            parts
+                .try_into()
+                .unwrap_or_else(|p| panic!("{name}: asset {p:?} is not [source, destination, mode]"))
+        })
+        .collect();
+    // Every source that is not built (target/...) or a pattern is a file of the repository.
+    for [source, ..] in &assets {
+        if !source.contains("target/") && !source.contains('*') {
+            assert!(repo().join(name).join(source).is_file(), "{name}: asset {source} does not exist");
+        }
+    }
+    assets
+}
+
+fn has_asset(assets: &[[String; 3]], source: &str, destination: &str, mode: &str) -> bool {
+    assets.iter().any(|a| a == &[source, destination, mode].map(String::from))
+}
+
+#[test]
+fn each_daemons_package_installs_its_unit_user_directories_and_configuration() {
+    for daemon in &DAEMONS {
+        let name = daemon.unit;
+        let deb = deb_metadata(name);
+        let assets = assets(name, &deb);
+        let has = |source: &str, destination: &str, mode: &str| has_asset(&assets, source, destination, mode);
+        let conffiles: Vec<&str> =
+            deb["conf-files"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+
+        // The binary, where the unit runs it; its man pages (.ci/packages makes them).
+        assert!(has(&format!("target/release/{}", daemon.binary), "usr/bin/", "755"), "{name}: binary");
+        let exec = Unit::load(name).service("ExecStart").split_whitespace().next().unwrap().to_string();
+        assert_eq!(exec, format!("/usr/bin/{}", daemon.binary), "{name}.service");
+        assert!(
+            has(&format!("../target/man/{}*.1.gz", daemon.binary), "usr/share/man/man1/", "644"),
+            "{name}: man"
+        );
+
+        // The example configuration as the live file (a conffile, never world-readable) and
+        // as documentation.
+        let example_file = format!("../deploy/{}", daemon.example);
+        assert!(
+            has(&example_file, daemon.config_file.trim_start_matches('/'), "640"),
+            "{name}: configuration"
+        );
+        assert!(conffiles.contains(&daemon.config_file), "{name}: conf-files {conffiles:?}");
+        assert!(has(&example_file, &format!("usr/share/doc/{name}/"), "644"), "{name}: example");
+
+        // Its own lines of sysusers and tmpfiles; its logrotate file (a conffile), if any.
+        for kind in ["sysusers", "tmpfiles"] {
+            let source = format!("../deploy/systemd/{kind}.d/{name}.conf");
+            assert!(has(&source, &format!("usr/lib/{kind}.d/"), "644"), "{name}: {kind}");
+        }
+        if deploy(&format!("logrotate/{name}")).exists() {
+            assert!(
+                has(&format!("../deploy/logrotate/{name}"), "etc/logrotate.d/", "644"),
+                "{name}: logrotate"
+            );
+            assert!(
+                conffiles.contains(&format!("/etc/logrotate.d/{name}").as_str()),
+                "{name}: {conffiles:?}"
+            );
+        }
+
+        // The unit (cargo-deb takes <package>.service from unit-scripts), installed but
+        // neither enabled nor started: keys and certificates come first. A package upgrade
+        // must not restart the cache (that empties it) nor stop it.
+        let units = &deb["systemd-units"];
+        assert_eq!(units["unit-scripts"], "../deploy/systemd", "{name}: systemd-units");
+        assert!(deploy(&format!("systemd/{name}.service")).is_file());
+        assert_eq!((&units["enable"], &units["start"]), (&Value::Bool(false), &Value::Bool(false)), "{name}");
+        if name == "cache-server" {
+            assert_eq!(units["restart-after-upgrade"], Value::Bool(false), "{name}");
+            assert_eq!(units["stop-on-upgrade"], Value::Bool(false), "{name}");
+        }
+
+        // postinst: the user, then its directories (tmpfiles needs the user); postrm: a purge
+        // deletes what the daemon wrote, a remove nothing.
+        assert_eq!(deb["maintainer-scripts"], "../deploy/debian", "{name}");
+        let script = |kind: &str| {
+            let path = deploy(&format!("debian/{name}.{kind}"));
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o111, 0o111, "{}: not executable", path.display());
+            let text = read(&path);
+            // cargo-deb puts its systemd lines at the one token (a second would be replaced too).
+            assert_eq!(text.matches("#DEBHELPER#").count(), 1, "{}", path.display());
+            text
+        };
+        let postinst = script("postinst");
+        let sysusers = postinst.find(&format!("systemd-sysusers /usr/lib/sysusers.d/{name}.conf"));
+        let tmpfiles = postinst.find(&format!("systemd-tmpfiles --create /usr/lib/tmpfiles.d/{name}.conf"));
+        assert!(sysusers.is_some() && tmpfiles.is_some() && sysusers < tmpfiles, "{name}.postinst");
+        let postrm = script("postrm");
+        let purge =
+            postrm.split("if [ \"$1\" = purge ]; then").nth(1).unwrap_or_else(|| panic!("{name}.postrm"));
+        let deleted: BTreeSet<PathBuf> = purge
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("rm -rf "))
+            .unwrap_or_else(|| panic!("{name}.postrm: no rm -rf on purge"))
+            .split_whitespace()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(deleted, writable_dirs(daemon, &example(daemon)), "{name}.postrm");
+        assert!(
+            !postrm.contains(&format!("rm -rf {}", daemon.config_dir)),
+            "{name}.postrm: the operator's keys"
+        );
+    }
+}
+
+#[test]
+fn the_connectors_package_has_its_binary_man_pages_and_usage_but_no_service() {
+    let deb = deb_metadata("emr-connector");
+    let assets = assets("emr-connector", &deb);
+    assert!(has_asset(&assets, "target/release/emr-connector", "usr/bin/", "755"));
+    assert!(has_asset(&assets, "../target/man/emr-connector*.1.gz", "usr/share/man/man1/", "644"));
+    assert!(has_asset(&assets, "README.md", "usr/share/doc/emr-connector/", "644"));
+    // A one-shot command: no unit, no user, nothing to do at install or removal.
+    for key in ["systemd-units", "maintainer-scripts", "conf-files"] {
+        assert!(deb.get(key).is_none(), "emr-connector: {key}");
     }
 }

@@ -250,10 +250,12 @@ async fn push_inner(
     let file =
         File::open(&args.csv).map_err(|source| Failure::CsvUnreadable { path: csv_name.clone(), source })?;
     let timing = Timing::new(args.config.send_after_hours, now);
-    let input = rows::read(BufReader::new(file), &timing, &existing.row_ids).map_err(|e| match e {
-        ReadError::Io(source) => Failure::CsvUnreadable { path: csv_name.clone(), source },
-        source => Failure::CsvInvalid { path: csv_name.clone(), source },
-    })?;
+    let region = args.config.default_region;
+    let input =
+        rows::read_in(BufReader::new(file), &timing, region, &existing.row_ids).map_err(|e| match e {
+            ReadError::Io(source) => Failure::CsvUnreadable { path: csv_name.clone(), source },
+            source => Failure::CsvInvalid { path: csv_name.clone(), source },
+        })?;
     for refusal in &input.refused {
         console.say(&format!("{csv_name}:{refusal}"));
     }

@@ -5,6 +5,7 @@
 //!
 //! ```toml
 //! send_after_hours = 2
+//! default_region = "CA"   # phone numbers written without a country code are numbers of CA
 //!
 //! [cache]
 //! url = "https://cache.example.org:50051"
@@ -20,6 +21,8 @@ use cache_server::config::{ConfigError, load_layered};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use serde::{Deserialize, Serialize};
 
+use crate::phone::Region;
+
 /// The environment variable prefix.
 pub const ENV_PREFIX: &str = "EMR_CONNECTOR_";
 
@@ -32,6 +35,9 @@ pub const MAX_SEND_AFTER_HOURS: u32 = 24 * 30;
 pub struct ConnectorConfig {
     /// Hours after the appointment that the invitation is due (0 to 720).
     pub send_after_hours: u32,
+    /// The region of phone numbers written without a country code (`613-555-0101`): an
+    /// ISO 3166 two-letter code, CA by default. Checked when the settings are read.
+    pub default_region: Region,
     /// The contact cache and this connector's identity.
     pub cache: CacheConfig,
 }
@@ -57,7 +63,11 @@ pub struct CacheConfig {
 
 impl Default for ConnectorConfig {
     fn default() -> Self {
-        ConnectorConfig { send_after_hours: 2, cache: CacheConfig::default() }
+        ConnectorConfig {
+            send_after_hours: 2,
+            default_region: Region::default(),
+            cache: CacheConfig::default(),
+        }
     }
 }
 
@@ -125,7 +135,7 @@ mod tests {
         let file = dir.path().join("c.toml");
         std::fs::write(
             &file,
-            "send_after_hours = 5\n[cache]\nurl = \"https://cache:1\"\nserver_name = \"c\"\n",
+            "send_after_hours = 5\ndefault_region = \"us\"\n[cache]\nurl = \"https://cache:1\"\nserver_name = \"c\"\n",
         )
         .unwrap();
         let overrides = vec![("cache.url".to_string(), "https://other:2".to_string())];
@@ -133,6 +143,15 @@ mod tests {
         assert_eq!(config.send_after_hours, 5);
         assert_eq!(config.cache.url, "https://other:2");
         assert_eq!(config.cache.server_name, "c");
+        assert_eq!(config.default_region.to_string(), "US");
+        assert_eq!(ConnectorConfig::load(None, &[]).unwrap().default_region.to_string(), "CA");
+    }
+
+    #[test]
+    fn an_unknown_region_is_refused_when_read() {
+        let overrides = vec![("default_region".to_string(), "XX".to_string())];
+        let e = ConnectorConfig::load(None, &overrides).unwrap_err().to_string();
+        assert!(e.contains("is not a region") && e.contains("default_region"), "{e}");
     }
 
     #[test]
@@ -142,6 +161,7 @@ mod tests {
         pki.write_all(dir.path(), &["site-1001".into()]).unwrap();
         let good = ConnectorConfig {
             send_after_hours: 2,
+            default_region: Region::default(),
             cache: CacheConfig {
                 ca: dir.path().join("ca.pem"),
                 cert: dir.path().join("emr-site-1001.pem"),

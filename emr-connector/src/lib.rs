@@ -6,6 +6,8 @@
 //! Where to look:
 //! - [`rows`] reads the CSV: columns by header name, one [`rows::Row`] per good line and one
 //!   [`rows::Refusal`] (line, row id, field, message; never the value) per bad one.
+//! - [`phone`] reads phone numbers as EMRs write them (`(613) 555-0101`) into E.164, in the
+//!   configured default region.
 //! - [`map`] is the GUID map file (`row_id,guid,expires_at`, owner-only, appended as results
 //!   arrive, its expired entries dropped at each run) and the row ids it still holds.
 //! - [`push`] connects to the cache and pairs each streamed result with its row.
@@ -24,7 +26,7 @@
 //! | `site_id` | the clinic site, e.g. `site-1001`; must be the site of the connector's certificate |
 //! | `provider_id` | the provider seen, same form |
 //! | `campaign_id` | the survey campaign, same form |
-//! | `phone` | E.164 (`+16139990100`) or empty |
+//! | `phone` | a phone number as the EMR writes it (`613-555-0101`, `(613) 555-0101`, `1 613 555 0101`, `+1 613 555 0101`), sent in E.164 (`+16135550101`); without a country code, a number of `default_region` (CA); or empty |
 //! | `email` | an address or empty; at least one of phone and email |
 //! | `language` | `en` or `fr` |
 //! | `time_zone` | an IANA name, e.g. `America/Toronto` |
@@ -46,5 +48,6 @@
 pub mod app;
 pub mod config;
 pub mod map;
+pub mod phone;
 pub mod push;
 pub mod rows;

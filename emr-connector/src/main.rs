@@ -1,11 +1,11 @@
 //! `emr-connector`: pushes an appointment export (CSV) to the contact cache and keeps the
 //! GUID map; see the crate documentation and the README.
 //!
-//! Exit codes: 0 when every row was pushed or skipped; 64 for bad flags or configuration;
-//! 65 when a row was refused (or the header or the map is unusable); 66 when the CSV cannot
-//! be read; 69 when the cache cannot be reached or some rows could not be stored now; 70 for
-//! anything else; 73 when the map cannot be written; 77 when the cache refuses the
-//! certificate.
+//! Exit codes (`EXIT_CODES`, also in `--help`): 0 when every row was pushed or skipped; 64
+//! for bad flags or configuration; 65 when a row was refused (or the header or the map is
+//! unusable); 66 when the CSV cannot be read; 69 when the cache cannot be reached or some
+//! rows could not be stored now; 70 for anything else; 73 when the map cannot be written; 77
+//! when the cache refuses the certificate.
 
 use std::{io::Write, path::PathBuf, process::ExitCode};
 
@@ -15,19 +15,41 @@ use emr_connector::{
     config::ConnectorConfig,
 };
 
+/// What each exit code means (`app::exit`), for `--help`.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   every row was pushed or skipped
+  64  bad flags or configuration (EX_USAGE)
+  65  a row was refused, the header is unusable, or the map is malformed (EX_DATAERR)
+  66  the CSV cannot be read (EX_NOINPUT)
+  69  the cache cannot be reached, stopped answering, or could not store some rows now
+      (EX_UNAVAILABLE)
+  70  anything else (EX_SOFTWARE)
+  73  the map cannot be written (EX_CANTCREAT)
+  77  the cache refused this connector's certificate (EX_NOPERM)";
+
 /// A reference EMR connector for the contact cache.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at start: the size of `Push` beside the small hidden `Man` costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Check each row of CSV_FILE, push the good ones to the cache, and write each row's GUID
     /// to the map (rows already in the map are skipped).
     Push(PushFlags),
+    /// Write the manual page (roff) to stdout, or with DIR every page (NAME.1 and one per
+    /// subcommand) into DIR; for the Debian package.
+    #[command(hide = true)]
+    Man {
+        /// The directory to write the pages into.
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Where the settings come from; each flag overrides the file and the environment.
@@ -54,6 +76,10 @@ struct PushFlags {
     /// Hours after the appointment that the invitation is due (`send_after_hours`, 2).
     #[arg(long)]
     send_after_hours: Option<u32>,
+    /// The region of phone numbers written without a country code, e.g. CA or US: its
+    /// numbers (`613-555-0101`, `1 613 555 0101`) are sent in E.164 (`default_region`, CA).
+    #[arg(long, value_name = "REGION")]
+    default_region: Option<String>,
     /// The GUID map to append to and skip from [default: CSV_FILE.guids.csv].
     #[arg(long)]
     map: Option<PathBuf>,
@@ -75,6 +101,7 @@ impl PushFlags {
             ("cache.cert", self.cert.as_ref().map(path)),
             ("cache.key", self.key.as_ref().map(path)),
             ("send_after_hours", self.send_after_hours.map(|h| h.to_string())),
+            ("default_region", self.default_region.clone()),
         ]
         .into_iter()
         .filter_map(|(key, value)| Some((key.to_string(), value?)))
@@ -82,7 +109,31 @@ impl PushFlags {
     }
 }
 
+/// `emr-connector man [DIR]`: the manual page of these flags on stdout, or every page
+/// (emr-connector.1 and one per subcommand) written into DIR. Needs no configuration;
+/// `.ci/packages` installs the pages.
+fn man(dir: Option<&std::path::Path>) -> ExitCode {
+    let command = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    let written = match dir {
+        Some(dir) => clap_mangen::generate_to(command, dir),
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command)
+                .render(&mut page)
+                .and_then(|()| std::io::Write::write_all(&mut std::io::stdout(), &page))
+        }
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("emr-connector: man: {e}");
+            ExitCode::from(exit::SOFTWARE)
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    // `--help` and `--version` print and exit 0; any other flag problem exits 64.
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {
@@ -94,7 +145,10 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    let Command::Push(flags) = cli.command;
+    let flags = match cli.command {
+        Command::Push(flags) => flags,
+        Command::Man { dir } => return man(dir.as_deref()),
+    };
     let config = match ConnectorConfig::load(flags.config.as_deref(), &flags.overrides()) {
         Ok(config) => config,
         Err(e) => {

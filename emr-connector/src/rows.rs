@@ -1,5 +1,6 @@
 //! Reading the EMR export: columns found by header name, each line checked with the cache's
-//! own rules ([`cache_server::validate`]) and turned into a [`Contact`], or refused.
+//! own rules ([`cache_server::validate`]) and turned into a [`Contact`], or refused. Phone
+//! numbers are read as EMRs write them and sent in E.164 ([`crate::phone`]).
 //!
 //! A refusal names the line, the row id (when it is usable) and the field, never the value.
 //! Only an unreadable file or an unusable header stops [`read`]; a bad line does not.
@@ -14,6 +15,8 @@ use csv::{ByteRecord, ReaderBuilder, Trim};
 use jiff::{SignedDuration, Timestamp};
 use proto::v1::{Channel, Contact};
 use zeroize::Zeroizing;
+
+use crate::phone::{self, Region};
 
 /// The columns read, by header name. Any other column is ignored and never read.
 pub const COLUMNS: [&str; 10] = [
@@ -175,10 +178,12 @@ impl Columns {
         Ok(id.to_string())
     }
 
-    /// The contact of the record with row id `row_id`, checked as the cache would check it.
+    /// The contact of the record with row id `row_id`, checked as the cache would check it;
+    /// its phone number in E.164, read as a number of `region` when it has no country code.
     pub fn contact(
         &self,
         timing: &Timing,
+        region: Region,
         record: &ByteRecord,
         line: u64,
         row_id: &str,
@@ -222,7 +227,7 @@ impl Columns {
             site_id: text(SITE_ID)?.to_string(),
             provider_id: text(PROVIDER_ID)?.to_string(),
             campaign_id: text(CAMPAIGN_ID)?.to_string(),
-            phone: text(PHONE)?.to_string(),
+            phone: phone::to_e164(text(PHONE)?, region).map_err(|e| refuse(FIELDS[PHONE], &e.to_string()))?,
             email: text(EMAIL)?.to_string(),
             language: text(LANGUAGE)?.to_string(),
             time_zone: text(TIME_ZONE)?.to_string(),
@@ -276,16 +281,28 @@ pub struct Input {
 }
 
 /// Reads the whole export from `input`: good rows to send, refused rows to report, and the
-/// count of rows skipped because their row id is in `already_pushed`.
+/// count of rows skipped because their row id is in `already_pushed`. Phone numbers without
+/// a country code are numbers of [`phone::DEFAULT_REGION`] (CA): [`read_in`] reads them in
+/// another region.
+pub fn read(
+    input: impl io::Read,
+    timing: &Timing,
+    already_pushed: &HashSet<String>,
+) -> Result<Input, ReadError> {
+    read_in(input, timing, phone::DEFAULT_REGION, already_pushed)
+}
+
+/// [`read`], with phone numbers written without a country code read as numbers of `region`.
 ///
 /// A row id seen twice in the file is refused the second time (pushing it again would make a
 /// second GUID, and a second invitation).
 ///
 /// The file is read whole first (and zeroized when done): line numbers are counted from its
 /// bytes, because the CSV reader's own count drifts on CRLF line ends and blank lines.
-pub fn read(
+pub fn read_in(
     mut input: impl io::Read,
     timing: &Timing,
+    region: Region,
     already_pushed: &HashSet<String>,
 ) -> Result<Input, ReadError> {
     let mut data = Zeroizing::new(Vec::new());
@@ -319,7 +336,7 @@ pub fn read(
             found.skipped += 1;
             continue;
         }
-        match columns.contact(timing, &record, line, &row_id) {
+        match columns.contact(timing, region, &record, line, &row_id) {
             Ok(contact) => found.rows.push(Row { line, row_id, contact }),
             Err(refusal) => found.refused.push(refusal),
         }

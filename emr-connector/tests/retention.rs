@@ -20,6 +20,7 @@ fn args(cache: &Cache, csv: &Path, map: &Path, dry_run: bool) -> PushArgs {
     let pki = |name: &str| cache.pki.path(name);
     let config = ConnectorConfig {
         send_after_hours: 2,
+        default_region: Default::default(),
         cache: CacheConfig {
             url: format!("https://127.0.0.1:{}", cache.addr.port()),
             server_name: "localhost".into(),

@@ -4,6 +4,10 @@
 //!
 //! Everything else is the daemon's code: the same configuration, TLS, store, audit trail,
 //! memory locking and global allocator (every freed block wiped). Only for measurements.
+//!
+//! Exit codes (`EXIT_CODES`, also in `--help`): 0 after SIGTERM or SIGINT; 64 for bad flags
+//! or configuration; 69 when a listener cannot be bound; 70 for anything else (memory that
+//! cannot be locked included).
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -21,9 +25,17 @@ use tracing::{error, info};
 static ALLOCATOR: zeroizing_alloc::ZeroAlloc<std::alloc::System> =
     zeroizing_alloc::ZeroAlloc(std::alloc::System);
 
+/// What each exit code means, for `--help`.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   clean shutdown (SIGTERM or SIGINT)
+  64  bad flags or configuration (EX_USAGE)
+  69  a listener cannot be bound (EX_UNAVAILABLE)
+  70  anything else, memory that cannot be locked included (EX_SOFTWARE)";
+
 /// Serves like cache-server, with a clock that SIGUSR1 moves a day on (measurement only).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = EXIT_CODES)]
 struct Cli {
     /// TOML configuration file, as for cache-server.
     #[arg(short, long)]
@@ -39,7 +51,14 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `--help` and `--version` print and exit 0; any other flag problem exits 64.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(64) } else { ExitCode::SUCCESS };
+        }
+    };
     if let Err(e) = rustls::crypto::ring::default_provider().install_default() {
         eprintln!("cache-lab-server: cannot install the TLS crypto provider: {e:?}");
         return ExitCode::from(70);

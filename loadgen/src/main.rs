@@ -10,6 +10,10 @@
 //!
 //! Results are single `RESULT ...`, `MEMORY ...`, `GETS ...`, `SWEEP ...` lines of
 //! `key=value` fields on stdout, for `bench/compare.sh` to read.
+//!
+//! Exit codes (`EXIT_CODES`, also in `--help`): 0 when the run finished; 1 when it failed
+//! (the server unreachable, a certificate missing, a call refused); 64 for bad flags; 70
+//! when the process cannot start (TLS provider, runtime).
 
 mod conn;
 mod h2c;
@@ -27,9 +31,17 @@ use crate::{
     load::{Conn, Streaming, Unary},
 };
 
+/// What each exit code means, for `--help`.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   the run finished and its result lines were printed
+  1   the run failed (the server unreachable, a certificate missing, a call refused)
+  64  bad flags (EX_USAGE)
+  70  the process cannot start: TLS provider or runtime (EX_SOFTWARE)";
+
 /// Load generator for the contact cache.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = EXIT_CODES)]
 struct Cli {
     /// Worker threads of this process's runtime (default: one per CPU).
     #[arg(long, global = true)]
@@ -144,7 +156,15 @@ struct MemoryArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `--help` and `--version` print and exit 0; any other flag problem exits 64 (clap's
+    // own code would be 2).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(64) } else { ExitCode::SUCCESS };
+        }
+    };
     if let Err(e) = rustls::crypto::ring::default_provider().install_default() {
         eprintln!("cache-loadgen: cannot install the TLS crypto provider: {e:?}");
         return ExitCode::from(70);

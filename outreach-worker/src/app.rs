@@ -16,7 +16,7 @@ use tracing::{error, info, warn};
 use crate::{
     clients,
     config::WorkerConfig,
-    email::Mailer,
+    email::{EmailError, Mailer},
     inbound::{Webhook, listener},
     sms::{SmsClient, SmsOutbox},
     suppression::{Suppression, SuppressionKey},
@@ -105,10 +105,20 @@ pub async fn build(config: &WorkerConfig, clock: Clock) -> Result<Worker, StartE
         None => None,
     };
     let email = match &config.email {
-        Some(settings) => Some(Outlet::new(
-            Mailer::new(&settings.smtp).map_err(|e| setup("email", e))?,
-            settings.per_second,
-        )),
+        Some(settings) => {
+            let mailer = match &config.email_outbox {
+                Some(dir) => {
+                    warn!(path = %dir.display(), "email goes to a local Maildir outbox, not to the SMTP relay: development only, the files hold email addresses");
+                    Mailer::outbox(&settings.smtp.from, dir.clone()).map_err(|e| match e {
+                        // Names the setting already.
+                        EmailError::Outbox { .. } => StartError::Setup(e.to_string()),
+                        other => setup("email", other),
+                    })?
+                }
+                None => Mailer::new(&settings.smtp).map_err(|e| setup("email", e))?,
+            };
+            Some(Outlet::new(mailer, settings.per_second))
+        }
         None => None,
     };
     Ok(Worker {

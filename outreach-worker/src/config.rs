@@ -42,6 +42,11 @@ pub struct WorkerConfig {
     pub sms: Option<SmsSettings>,
     /// Email over SMTP; no email is sent when absent.
     pub email: Option<EmailSettings>,
+    /// Local development only: write each email into this Maildir (`<dir>/new/`, one file a
+    /// message, created owner-only) instead of sending it through `[email]`'s relay, whose
+    /// `from` and `per_second` still apply. The files hold email addresses; never set it on a
+    /// real deployment.
+    pub email_outbox: Option<PathBuf>,
     /// Per-campaign settings, by campaign id.
     pub campaigns: BTreeMap<String, CampaignSettings>,
     /// On whose behalf messages are sent, by site id: the clinic each message names (CASL
@@ -67,6 +72,7 @@ impl Default for WorkerConfig {
             quiet_hours: QuietHoursConfig::default(),
             sms: None,
             email: None,
+            email_outbox: None,
             campaigns: BTreeMap::new(),
             sites: BTreeMap::new(),
             memory: MemoryConfig::default(),
@@ -563,6 +569,16 @@ impl WorkerConfig {
         if self.email.as_ref().is_some_and(|e| e.per_second == 0) {
             return Err(ConfigError::new("email.per_second: must be at least 1"));
         }
+        if let Some(dir) = &self.email_outbox {
+            if self.email.is_none() {
+                return Err(ConfigError::new(
+                    "email_outbox: needs the [email] section (its from and per_second apply)",
+                ));
+            }
+            if dir.as_os_str().is_empty() {
+                return Err(ConfigError::new("email_outbox: must not be empty"));
+            }
+        }
         if self.sms.is_none() && self.email.is_none() {
             return Err(ConfigError::new("sms, email: configure at least one channel"));
         }
@@ -907,6 +923,26 @@ mod tests {
         outbox.push(("sms.outbox".into(), dir.path().join("outbox.jsonl").display().to_string()));
         let err = WorkerConfig::load(None, &outbox).unwrap_err().to_string();
         assert!(err.contains("sms.inbound: needs the [sms] account"), "{err}");
+    }
+
+    #[test]
+    fn the_email_outbox_is_read_and_needs_the_email_section() {
+        let email =
+            [("email.host", "127.0.0.1"), ("email.port", "2525"), ("email.from", "s@clinic.example.org")];
+        let mut overrides: Vec<(String, String)> =
+            email.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert!(WorkerConfig::load(None, &overrides).unwrap().email_outbox.is_none(), "off by default");
+        overrides.push(("email_outbox".into(), "state/mail".into()));
+        let config = WorkerConfig::load(None, &overrides).unwrap();
+        assert_eq!(config.email_outbox, Some(PathBuf::from("state/mail")));
+
+        let mut alone = with_sms();
+        alone.push(("email_outbox".into(), "state/mail".into()));
+        let err = WorkerConfig::load(None, &alone).unwrap_err().to_string();
+        assert!(err.contains("email_outbox: needs the [email] section"), "{err}");
+        overrides.push(("email_outbox".into(), String::new()));
+        let err = WorkerConfig::load(None, &overrides).unwrap_err().to_string();
+        assert!(err.contains("email_outbox: must not be empty"), "{err}");
     }
 
     #[test]

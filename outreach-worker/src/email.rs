@@ -16,6 +16,12 @@
 //! lettre's errors may quote the server's answer, which often echoes the address
 //! (`550 <a@b.example> unknown`), so they are never logged: only the SMTP code and the kind of
 //! failure are.
+//!
+//! For local development only, a [`Mailer::outbox`] writes each message into a Maildir
+//! instead ([`outbox`]): the same message, byte for byte, that the relay would have been
+//! given.
+
+mod outbox;
 
 use std::{net::IpAddr, path::PathBuf, sync::RwLock, time::Duration};
 
@@ -37,6 +43,8 @@ use tokio::sync::Semaphore;
 use tracing::{debug, error, warn};
 
 use crate::templates::EmailBody;
+
+pub use outbox::MailOutbox;
 
 /// How the connection to the SMTP server is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,6 +195,14 @@ pub enum EmailError {
     /// [`Mailer::new`] was called outside a Tokio runtime (the pool needs one).
     #[error("the mailer must be created inside a Tokio runtime")]
     NoRuntime,
+    /// The local outbox's Maildir cannot be created ([`Mailer::outbox`]).
+    #[error("email_outbox {path}: {reason}")]
+    Outbox {
+        /// The Maildir.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// The `Content-Language` header (RFC 3282).
@@ -276,30 +292,49 @@ struct Current {
     transport: AsyncSmtpTransport<Tokio1Executor>,
 }
 
-/// Sends email through one SMTP relay over a pool of connections.
+/// Sends email through one SMTP relay over a pool of connections, or, for local
+/// development only, writes it into a Maildir ([`Mailer::outbox`]).
 ///
-/// At most `pool_max` sends run at once, and up to `pool_max` idle connections are kept for
-/// reuse (lettre's pool bounds only the idle ones; a semaphore bounds the sends). Each send is bounded by `timeout_seconds`; one that runs out is a
+/// Through a relay, at most `pool_max` sends run at once, and up to `pool_max` idle
+/// connections are kept for reuse (lettre's pool bounds only the idle ones; a semaphore bounds
+/// the sends). Each send is bounded by `timeout_seconds`; one that runs out is a
 /// [`EmailOutcome::Retry`], and the pool is then replaced so that a connection left
 /// mid-command is never reused. Create and drop it inside a Tokio runtime.
 pub struct Mailer {
-    current: RwLock<Current>,
-    params: TransportParams,
+    route: Route,
     from: Mailbox,
     message_id_domain: String,
+}
+
+/// Where a [`Mailer`] hands its messages.
+enum Route {
+    /// An SMTP relay.
+    Smtp(Smtp),
+    /// A local Maildir, development only.
+    Outbox(MailOutbox),
+}
+
+/// The SMTP relay's pooled transport.
+struct Smtp {
+    current: RwLock<Current>,
+    params: TransportParams,
     permits: Semaphore,
 }
 
 impl std::fmt::Debug for Mailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mailer")
-            .field("host", &self.params.host)
-            .field("port", &self.params.port)
-            .field("tls", &self.params.tls)
-            .field("authenticated", &self.params.credentials.is_some())
-            .field("pool_max", &self.params.pool_max)
-            .field("timeout", &self.params.timeout)
-            .finish_non_exhaustive()
+        match &self.route {
+            Route::Smtp(smtp) => f
+                .debug_struct("Mailer")
+                .field("host", &smtp.params.host)
+                .field("port", &smtp.params.port)
+                .field("tls", &smtp.params.tls)
+                .field("authenticated", &smtp.params.credentials.is_some())
+                .field("pool_max", &smtp.params.pool_max)
+                .field("timeout", &smtp.params.timeout)
+                .finish_non_exhaustive(),
+            Route::Outbox(outbox) => f.debug_struct("Mailer").field("outbox", outbox).finish_non_exhaustive(),
+        }
     }
 }
 
@@ -404,6 +439,11 @@ fn valid_unsubscribe_url(url: &str) -> bool {
         && url.bytes().all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
 }
 
+/// The From mailbox in `from`.
+fn parse_from(from: &str) -> Result<Mailbox, EmailError> {
+    from.parse().map_err(|e: lettre::address::AddressError| EmailError::From(e.to_string()))
+}
+
 impl Mailer {
     /// Checks `config` and builds the pooled transport. Connects to nothing yet: the
     /// first send does. Must be called inside a Tokio runtime.
@@ -411,10 +451,7 @@ impl Mailer {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(EmailError::NoRuntime);
         }
-        let from: Mailbox = config
-            .from
-            .parse()
-            .map_err(|e: lettre::address::AddressError| EmailError::From(e.to_string()))?;
+        let from = parse_from(&config.from)?;
         if config.host.trim().is_empty() {
             return Err(EmailError::Invalid { field: "host", reason: "is empty" });
         }
@@ -449,13 +486,21 @@ impl Mailer {
             pool_max: config.pool_max,
         };
         let transport = params.build();
-        Ok(Mailer {
+        let smtp = Smtp {
             current: RwLock::new(Current { generation: 0, transport }),
-            message_id_domain: from.email.domain().to_string(),
-            from,
             permits: Semaphore::new(config.pool_max as usize),
             params,
-        })
+        };
+        Ok(Mailer { route: Route::Smtp(smtp), message_id_domain: from.email.domain().to_string(), from })
+    }
+
+    /// A mailer that sends nothing but writes each message, as it would have gone to the
+    /// relay, into the Maildir `dir` (created owner-only, with its `tmp`, `new` and `cur`).
+    /// For local development only: the files hold email addresses.
+    pub fn outbox(from: &str, dir: PathBuf) -> Result<Mailer, EmailError> {
+        let from = parse_from(from)?;
+        let outbox = MailOutbox::create(dir)?;
+        Ok(Mailer { route: Route::Outbox(outbox), message_id_domain: from.email.domain().to_string(), from })
     }
 
     /// Sends `message` and says what came of it. Never panics on bad input: an invalid
@@ -475,24 +520,14 @@ impl Mailer {
                 return EmailOutcome::FailedPermanent { code: None };
             }
         };
-        let Ok(_permit) = self.permits.acquire().await else {
-            return EmailOutcome::Retry { code: None };
-        };
-        if !may_send() {
-            debug!("email not sent: its window closed before a connection came free");
-            return EmailOutcome::Held;
-        }
-        let (generation, transport) = self.transport();
-        match tokio::time::timeout(self.params.timeout, transport.send(email)).await {
-            Ok(Ok(_)) => {
-                debug!("email sent");
-                EmailOutcome::Sent
-            }
-            Ok(Err(err)) => classify(&err, message.to.is_ascii()),
-            Err(_) => {
-                warn!(kind = "timeout", "email not sent: the send timed out; opening new connections");
-                self.replace_transport(generation);
-                EmailOutcome::Retry { code: None }
+        match &self.route {
+            Route::Smtp(smtp) => smtp.send(email, message.to.is_ascii(), may_send).await,
+            Route::Outbox(outbox) => {
+                if !may_send() {
+                    debug!("email not written: its window closed");
+                    return EmailOutcome::Held;
+                }
+                outbox.write(&email)
             }
         }
     }
@@ -526,6 +561,37 @@ impl Mailer {
                 message.body.html.clone(),
             ))
             .map_err(|_| "the message could not be built")
+    }
+}
+
+impl Smtp {
+    /// Hands `email` to the relay once a connection is free and `may_send` still says yes.
+    async fn send(
+        &self,
+        email: Message,
+        ascii_recipient: bool,
+        may_send: impl FnOnce() -> bool,
+    ) -> EmailOutcome {
+        let Ok(_permit) = self.permits.acquire().await else {
+            return EmailOutcome::Retry { code: None };
+        };
+        if !may_send() {
+            debug!("email not sent: its window closed before a connection came free");
+            return EmailOutcome::Held;
+        }
+        let (generation, transport) = self.transport();
+        match tokio::time::timeout(self.params.timeout, transport.send(email)).await {
+            Ok(Ok(_)) => {
+                debug!("email sent");
+                EmailOutcome::Sent
+            }
+            Ok(Err(err)) => classify(&err, ascii_recipient),
+            Err(_) => {
+                warn!(kind = "timeout", "email not sent: the send timed out; opening new connections");
+                self.replace_transport(generation);
+                EmailOutcome::Retry { code: None }
+            }
+        }
     }
 
     /// A handle on the current transport and its generation.

@@ -5,11 +5,11 @@
 //! external survey and reports its bad rows by line; `survey-bridge account ...` manages
 //! the accounts of report readers.
 //!
-//! Exit codes: 0 after a clean shutdown or an import with no bad rows; 64 for bad flags or
-//! configuration; 65 when an import refused some rows (the others were imported) or an
-//! account command's input is wrong; 66 when
-//! the import file cannot be read or has no usable header; 69 when a listener cannot be
-//! bound; 70 for anything else.
+//! Exit codes (`EXIT_CODES`, also in `--help`): 0 after a clean shutdown or an import with
+//! no bad rows; 64 for bad flags or configuration; 65 when an import refused some rows (the
+//! others were imported) or an account command's input is wrong; 66 when the import file
+//! cannot be read or has no usable header; 69 when a listener cannot be bound; 71 when
+//! SIGHUP cannot be watched; 70 for anything else.
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
@@ -26,9 +26,21 @@ const EX_UNAVAILABLE: u8 = 69;
 const EX_SOFTWARE: u8 = 70;
 const EX_OSERR: u8 = 71;
 
+/// What each exit code means, for `--help`.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   clean shutdown (SIGTERM or SIGINT), an import with no bad rows, or an account command done
+  64  bad flags or configuration (EX_USAGE)
+  65  an import refused some rows (the others were imported), or an account command's input
+      is wrong (EX_DATAERR)
+  66  the import file cannot be read or has no usable header (EX_NOINPUT)
+  69  a listener cannot be bound (EX_UNAVAILABLE)
+  70  anything else (EX_SOFTWARE)
+  71  SIGHUP cannot be watched (EX_OSERR)";
+
 /// The patient side of the tier: invitation ledger, consent and survey pages, aggregates.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = EXIT_CODES)]
 struct Cli {
     /// TOML configuration file.
     #[arg(short, long, env = "SURVEY_BRIDGE_CONFIG")]
@@ -53,6 +65,13 @@ enum Command {
         #[command(subcommand)]
         command: survey_bridge::accounts::cli::AccountCommand,
     },
+    /// Write the manual page (roff) to stdout, or with DIR every page (NAME.1 and one per
+    /// subcommand) into DIR; for the Debian package.
+    #[command(hide = true)]
+    Man {
+        /// The directory to write the pages into.
+        dir: Option<PathBuf>,
+    },
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -61,6 +80,7 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 }
 
 fn main() -> ExitCode {
+    // `--help` and `--version` print and exit 0; any other flag problem exits 64.
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -68,6 +88,9 @@ fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(EX_USAGE) } else { ExitCode::SUCCESS };
         }
     };
+    if let Some(Command::Man { dir }) = &cli.command {
+        return man(dir.as_deref());
+    }
     let config = match BridgeConfig::load(cli.config.as_deref(), &cli.set) {
         Ok(config) => config,
         Err(e) => {
@@ -90,7 +113,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Import { file }) => return runtime.block_on(import(config, &file)),
         Some(Command::Account { command }) => return runtime.block_on(account(config, command)),
-        None => {}
+        Some(Command::Man { .. }) | None => {}
     }
     runtime.block_on(async {
         let (http, metrics) = match (
@@ -127,6 +150,29 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// `survey-bridge man [DIR]`: the manual page of these flags and subcommands on stdout, or every page
+/// (survey-bridge.1 and one per subcommand) written into DIR. Needs no configuration;
+/// `.ci/packages` installs the pages.
+fn man(dir: Option<&std::path::Path>) -> ExitCode {
+    let command = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    let written = match dir {
+        Some(dir) => clap_mangen::generate_to(command, dir),
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command)
+                .render(&mut page)
+                .and_then(|()| std::io::Write::write_all(&mut std::io::stdout(), &page))
+        }
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("survey-bridge: man: {e}");
+            ExitCode::from(EX_SOFTWARE)
+        }
+    }
 }
 
 /// The listener of an optional port (`setting` names it), or the exit code when it cannot

@@ -17,16 +17,24 @@
 //! - `bridge_reloads_total{result}`, `bridge_tls_certificate_expiry_timestamp_seconds`;
 //! - `bridge_unauthenticated_calls_total`: ledger calls without a client certificate;
 //! - `bridge_audit_disk_free_ratio`: the share of the audit file's file system still free
-//!   (read at each scrape; the audit trail is fail-closed).
+//!   (read at each scrape; the audit trail is fail-closed);
+//! - `bridge_build_info{version}`, always 1, and the `process_*` metrics (CPU, resident
+//!   memory, open files, start time: [`cache_server::telemetry`]).
+//!
+//! Every metric has a `# HELP` line ([`describe`]).
 
 use axum::{Router, extract::State, routing::get};
+use metrics::{Unit, describe_counter, describe_gauge};
 use tokio::net::TcpListener;
 use tracing::warn;
 
 use crate::db::Db;
 
-/// Serves `GET /metrics` on `listener` until the task is dropped.
+/// Serves `GET /metrics` on `listener` until the task is dropped. The recorder is already
+/// installed ([`cache_server::telemetry::install_recorder`]).
 pub async fn serve(listener: TcpListener, db: Db, audit_path: std::path::PathBuf) {
+    describe();
+    cache_server::telemetry::build_info("bridge_build_info", env!("CARGO_PKG_VERSION"));
     let app = Router::new().route("/metrics", get(render)).with_state((db, std::sync::Arc::new(audit_path)));
     if let Err(err) = axum::serve(listener, app).await {
         warn!(cause = %err, "metrics listener stopped");
@@ -46,4 +54,68 @@ async fn render(State((db, audit_path)): State<(Db, std::sync::Arc<std::path::Pa
         Err(err) => warn!(cause = %err, "cannot count the answer pool for the metrics"),
     }
     cache_server::telemetry::render_metrics()
+}
+
+/// Gives a `# HELP` line to every metric the bridge emits (the cache's modules it uses
+/// describe theirs: [`cache_server::telemetry::describe`]).
+pub fn describe() {
+    describe_counter!(
+        "bridge_links_refused_total",
+        Unit::Count,
+        "Survey links refused, by reason (malformed, unknown, expired, used, declined, throttled, no_consent)."
+    );
+    describe_counter!(
+        "bridge_consents_total",
+        Unit::Count,
+        "Choices made on the consent page, by choice (agree, decline)."
+    );
+    describe_counter!(
+        "bridge_responses_total",
+        Unit::Count,
+        "Built-in survey submissions, by result (ok, used, ...)."
+    );
+    describe_counter!(
+        "bridge_answers_refused_total",
+        Unit::Count,
+        "Webhook or import answers refused, by reason and source."
+    );
+    describe_counter!(
+        "bridge_answers_folded_total",
+        Unit::Count,
+        "Responses counted into the aggregates by the fold."
+    );
+    describe_gauge!(
+        "bridge_answers_waiting",
+        Unit::Count,
+        "Responses waiting in the pool for the fold (read at each scrape)."
+    );
+    describe_counter!(
+        "bridge_opt_outs_delivered_total",
+        Unit::Count,
+        "Declines forwarded to the cache, by result (ok, not_found, unavailable)."
+    );
+    describe_gauge!(
+        "bridge_opt_outs_waiting",
+        Unit::Count,
+        "Declines in the outbox not yet taken by the cache (read at each scrape)."
+    );
+    describe_counter!(
+        "bridge_reloads_total",
+        Unit::Count,
+        "Reloads of the certificates and the audit file (SIGHUP), by result (ok, error)."
+    );
+    describe_gauge!(
+        "bridge_tls_certificate_expiry_timestamp_seconds",
+        Unit::Seconds,
+        "When the TLS certificate served (pages and ledger) expires, in Unix seconds."
+    );
+    describe_counter!(
+        "bridge_unauthenticated_calls_total",
+        Unit::Count,
+        "Ledger calls refused for want of a client certificate."
+    );
+    describe_gauge!(
+        "bridge_audit_disk_free_ratio",
+        "Share of the audit file's file system still free, between 0 and 1 (read at each scrape)."
+    );
 }
