@@ -48,4 +48,4 @@ pub mod server;
 pub mod telemetry;
 pub mod unsubscribe;
 
-pub use server::{Listeners, RunError, run, run_with_reloads};
+pub use server::{Listeners, RunError, check, run, run_with_reloads};

@@ -60,6 +60,9 @@ enum Command {
         /// The CSV file, with a header row.
         file: PathBuf,
     },
+    /// Check the configuration and everything it names (keys, certificates, questionnaire,
+    /// database) as the bridge reads them at start, then exit: 0 if it would start.
+    CheckConfig,
     /// Accounts of report readers: add, reset, disable, enable, list.
     Account {
         #[command(subcommand)]
@@ -113,6 +116,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Import { file }) => return runtime.block_on(import(config, &file)),
         Some(Command::Account { command }) => return runtime.block_on(account(config, command)),
+        Some(Command::CheckConfig) => return runtime.block_on(check_config(config)),
         Some(Command::Man { .. }) | None => {}
     }
     runtime.block_on(async {
@@ -150,6 +154,21 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// `survey-bridge check-config`: 0 if the bridge would start with `config`, 64 naming what
+/// would stop it.
+async fn check_config(config: BridgeConfig) -> ExitCode {
+    match survey_bridge::check(&config).await {
+        Ok(summary) => {
+            eprintln!("survey-bridge: config ok: {summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("survey-bridge: config: {e}");
+            ExitCode::from(EX_USAGE)
+        }
+    }
 }
 
 /// `survey-bridge man [DIR]`: the manual page of these flags and subcommands on stdout, or every page

@@ -113,6 +113,27 @@ pub async fn run(
     run_with_reloads(listeners, config, clock, shutdown, reloads).await
 }
 
+/// What `survey-bridge check-config` checks: everything the bridge reads at start, read as
+/// it reads it (the questionnaire, the link key, the audit key, the TLS files of both
+/// ports, the results webhook's secret, `trusted_proxies`, the reports' noise), and the
+/// database, connected and migrated. Nothing is bound, served or audited. A one-line
+/// summary, or the first thing that would stop the bridge from starting.
+pub async fn check(config: &BridgeConfig) -> Result<String, RunError> {
+    let questionnaire = load_questionnaire(config)?;
+    Keys::load(&config.key_file)?;
+    cache_server::audit::load_key(&config.audit.key_file)?;
+    crate::reload::load(&config.tls)?;
+    if let Some(hook) = &config.webhook {
+        results::load_secret(&hook.secret_file).map_err(RunError::Webhook)?;
+    }
+    crate::client::TrustedProxies::parse(&config.trusted_proxies).map_err(RunError::TrustedProxies)?;
+    if let Some(epsilon) = config.reports.noise_epsilon {
+        crate::report::noise::Noise::new(&questionnaire, epsilon)?;
+    }
+    Db::connect(&config.database_url).await?;
+    Ok(format!("questionnaire {}, database answering", questionnaire.id))
+}
+
 /// [`run`], and each message of `reloads` reads the certificates again and reopens the audit
 /// file ([`crate::reload`]; SIGHUP in the binary).
 pub async fn run_with_reloads(
