@@ -23,6 +23,7 @@ pub mod email;
 pub mod inbound;
 pub mod opt_outs;
 pub mod quiet;
+pub mod sites;
 pub mod sms;
 pub mod suppression;
 pub mod templates;

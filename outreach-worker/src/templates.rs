@@ -31,7 +31,7 @@ use serde::Serialize;
 use tracing::warn;
 
 use crate::{
-    config::SiteIdentity,
+    sites::SiteIdentity,
     sms::{Encoding, segments},
 };
 
@@ -563,7 +563,7 @@ mod tests {
     fn long_clinic() -> SiteIdentity {
         let name = format!("Centre de sante familiale de la Riviere-des-Outaouais {}", "x".repeat(80));
         SiteIdentity {
-            name: name.chars().take(crate::config::MAX_SITE_NAME).collect(),
+            name: name.chars().take(crate::sites::MAX_SITE_NAME).collect(),
             contact: "250 rue Principale, Gatineau QC J8X 1A1 · 613-999-0150 · soleil.example".into(),
         }
     }

@@ -43,9 +43,10 @@ use tonic::{Code, Status, transport::Channel};
 use tracing::{debug, error, info, warn};
 
 use crate::{
-    config::{CampaignSettings, LoopConfig, SiteIdentity, Window},
+    config::{CampaignSettings, LoopConfig, Window},
     email::{EmailMessage, EmailOutcome, Mailer},
     quiet,
+    sites::SiteIdentity,
     sms::{SendOutcome, SmsClient, SmsMessage, SmsOutbox},
     suppression::{ContactKeys, Suppression},
     templates::{Templates, Vars},
