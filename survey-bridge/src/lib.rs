@@ -44,6 +44,7 @@ pub mod redirect;
 pub mod reload;
 pub mod report;
 pub mod results;
+pub mod routes;
 pub mod server;
 pub mod telemetry;
 pub mod unsubscribe;

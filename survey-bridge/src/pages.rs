@@ -1,5 +1,5 @@
 //! The patient pages: consent, the built-in survey, and the outcomes; the unsubscribe page
-//! (`/u/{guid}`) is in [`crate::unsubscribe`].
+//! (`/u/{guid}`) is in [`crate::unsubscribe`], and [`crate::routes`] puts them together.
 //!
 //! A link is `/s/{guid}`. Nothing about the patient is in it but the GUID, and the pages
 //! keep it from leaking: no referrer, no third-party anything, no cookies (form tokens
@@ -13,9 +13,9 @@ use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
 
 use axum::{
     Form, Router,
-    extract::{DefaultBodyLimit, Path, Query, Request, State},
+    extract::{Path, Query, Request, State},
     http::{HeaderName, HeaderValue, StatusCode, header},
-    middleware::{self, Next},
+    middleware::Next,
     response::{Html, IntoResponse, Redirect, Response},
     routing::get,
 };
@@ -35,8 +35,7 @@ use crate::{
     html::{self, Message},
     keys::Keys,
     questionnaire::{Lang, Questionnaire},
-    results::{self, Webhook, outcome_name},
-    unsubscribe,
+    results::{self, outcome_name},
 };
 
 /// What the pages need.
@@ -72,37 +71,16 @@ impl HasTrustedProxies for Pages {
     }
 }
 
-/// The routes, with the security headers on every response; `POST /results` when the
-/// webhook is configured; the reports' routes from `portal`; the health probes from
-/// `probes` ([`crate::probes`]).
-pub fn router(pages: Pages, webhook: Option<Webhook>, portal: Router, probes: Router) -> Router {
-    let csp = HeaderValue::try_from(csp(&pages.campaigns)).unwrap_or_else(|_| HeaderValue::from_static(CSP));
-    let mut routes = Router::new()
+/// The consent and survey pages, the stylesheet and the page of every unknown path, on the
+/// pages' state; [`crate::routes`] puts the bridge's routes together.
+pub fn routes() -> Router<Shared> {
+    Router::new()
         .route("/s/{guid}", get(consent))
         .route("/s/{guid}/consent", axum::routing::post(consent_answer))
         .route("/s/{guid}/survey", get(survey).post(survey_answer))
-        .route(
-            "/u/{guid}",
-            get(unsubscribe::show)
-                .post(unsubscribe::confirm)
-                .layer(DefaultBodyLimit::max(unsubscribe::MAX_BODY)),
-        )
         .route("/assets/site.css", get(css))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .fallback(|| async { page(StatusCode::NOT_FOUND, Lang::En, Message::NotOpen) })
-        .with_state(Arc::new(pages))
-        .merge(portal)
-        .merge(probes);
-    if let Some(webhook) = webhook {
-        let limit = webhook.max_body_bytes;
-        routes = routes.route(
-            "/results",
-            axum::routing::post(results::receive)
-                .with_state(Arc::new(webhook))
-                .layer(DefaultBodyLimit::max(limit)),
-        );
-    }
-    routes.layer(middleware::from_fn_with_state(csp, security_headers))
 }
 
 /// The content security policy of a bridge without external surveys.
@@ -127,7 +105,7 @@ pub fn csp(campaigns: &BTreeMap<String, CampaignConfig>) -> String {
     CSP.replace("form-action 'self'", &format!("form-action 'self' {}", origins.join(" ")))
 }
 
-async fn security_headers(State(csp): State<HeaderValue>, request: Request, next: Next) -> Response {
+pub async fn security_headers(State(csp): State<HeaderValue>, request: Request, next: Next) -> Response {
     // The patient pages send no referrer at all (their addresses hold GUIDs); the reports
     // send one to the bridge itself only, so that their forms carry a real `Origin`.
     let path = request.uri().path();

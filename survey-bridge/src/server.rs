@@ -26,7 +26,7 @@ use crate::{
     keys::Keys,
     ledger::Ledger,
     outbox::{self, Outbox},
-    pages::{self, Pages},
+    pages::Pages,
     probes::Probes,
     questionnaire::Questionnaire,
     redirect,
@@ -293,7 +293,7 @@ pub async fn run_with_reloads(
         Reloader { tls: config.tls.clone(), pages: pages_tls, ledger: acceptor, audit: audit.clone() };
     let reload_task = tokio::spawn(reloader.serve(reloads));
     let mut https_stop = stop_rx.clone();
-    let app = pages::router(pages, webhook, portal, probes)
+    let app = crate::routes::router(pages, webhook, portal, probes)
         .into_make_service_with_connect_info::<https::ClientAddr>();
     let web = tokio::spawn(async move {
         axum::serve(listener, app)

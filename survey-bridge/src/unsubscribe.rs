@@ -16,10 +16,11 @@
 use std::sync::Arc;
 
 use axum::{
-    Form,
-    extract::{FromRequest, Path, Query, Request, State},
+    Form, Router,
+    extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State},
     http::{StatusCode, header},
     response::{Html, IntoResponse, Response},
+    routing::get,
 };
 use cache_server::audit::{Actor, Event};
 use tracing::error;
@@ -30,6 +31,11 @@ use crate::{
     html::{self, Message},
     pages::{LangQuery, Pages, page, switch_href},
 };
+
+/// `/u/{guid}`: the unsubscribe page and its form, on the pages' state.
+pub fn routes() -> Router<Arc<Pages>> {
+    Router::new().route("/u/{guid}", get(show).post(confirm).layer(DefaultBodyLimit::max(MAX_BODY)))
+}
 
 /// The largest request body `POST /u/{guid}` reads, in bytes: a form token and a language,
 /// or the one-click form.
